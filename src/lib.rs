@@ -1,0 +1,15 @@
+//! rackboot: a PXE boot appliance — proxyDHCP and TFTP in one binary.
+//!
+//! Layers, each knowing only the one below it:
+//! - [`wire`]: zero-copy views and emitters for TFTP, BOOTP/DHCP and PXE options;
+//! - [`tftp`] and [`dhcp`]: sans-IO protocol state machines and policies;
+//! - [`files`]: safe path resolution and the shared cache of mapped files;
+//! - [`reactor`]: the sharded io_uring (or epoll) event loops that move packets;
+//! - [`config`]: command line and configuration files.
+
+pub mod config;
+pub mod dhcp;
+pub mod files;
+pub mod reactor;
+pub mod tftp;
+pub mod wire;
