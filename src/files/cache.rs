@@ -1,0 +1,243 @@
+//! Files mapped once and shared by every transfer on every shard.
+//!
+//! An entry is keyed by device and inode and remembers size and change
+//! times: a file replaced by rename is a new inode, so new transfers get the
+//! new file while running ones keep the old mapping alive through their
+//! `Arc`. A file changed in place is handled by its lease (see `lease`);
+//! where no lease can be had, the file is served from a private copy, so
+//! nothing can change or truncate the bytes under a transfer.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, Weak};
+
+use super::lease::{SendGate, Watcher};
+use super::resolve::{ResolveError, Root};
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    fn of(file: &File) -> std::io::Result<Identity> {
+        let m = file.metadata()?;
+        Ok(Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Contents {
+    Empty,
+    /// Shared page-cache pages, protected by a lease.
+    Mapped(memmap2::Mmap),
+    /// A private copy, for files we could not lease.
+    Copied(Box<[u8]>),
+}
+
+/// One version of one file, as served.
+#[derive(Debug)]
+pub struct ServedFile {
+    name: String,
+    identity: Identity,
+    contents: Contents,
+    gate: Arc<SendGate>,
+    /// Holds the lease; closed (after unregistering) on drop.
+    leased: Option<File>,
+}
+
+impl ServedFile {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn len(&self) -> u64 {
+        self.identity.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identity.size == 0
+    }
+
+    /// Whether this file is served from a mapping (zero-copy) or a copy.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.contents, Contents::Mapped(_))
+    }
+
+    /// The bytes at `offset..offset+len`, clamped to the file. For the
+    /// kernel to read during a send: callers bracket the send with
+    /// `gate().begin()` / `end()` and never read the bytes themselves.
+    pub fn slice(&self, offset: u64, len: usize) -> &[u8] {
+        let bytes: &[u8] = match &self.contents {
+            Contents::Empty => &[],
+            Contents::Mapped(m) => m,
+            Contents::Copied(c) => c,
+        };
+        let start = (offset.min(bytes.len() as u64)) as usize;
+        let end = start.saturating_add(len).min(bytes.len());
+        &bytes[start..end]
+    }
+
+    pub fn gate(&self) -> &SendGate {
+        &self.gate
+    }
+}
+
+impl Drop for ServedFile {
+    fn drop(&mut self) {
+        if let (Some(file), Some(w)) = (&self.leased, Watcher::get()) {
+            w.forget(file.as_raw_fd());
+        }
+    }
+}
+
+/// The shared cache. Locked only when a request opens a file, never on
+/// the data path.
+#[derive(Debug)]
+pub struct FileCache {
+    root: Root,
+    shards: usize,
+    entries: Mutex<HashMap<(u64, u64), Weak<ServedFile>>>,
+}
+
+impl FileCache {
+    pub fn new(root: Root, shards: usize) -> FileCache {
+        FileCache { root, shards, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Opens a requested file, sharing the current version when cached.
+    pub fn open(&self, requested: &[u8]) -> Result<Arc<ServedFile>, ResolveError> {
+        let (file, name) = self.root.open_file(requested)?;
+        let identity = Identity::of(&file).map_err(|_| ResolveError::NotFound)?;
+        let key = (identity.dev, identity.ino);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
+            if existing.identity == identity && !existing.gate.is_revoked() {
+                return Ok(existing);
+            }
+        }
+        let served = Arc::new(self.load(file, name, identity)?);
+        if entries.len() > 1024 {
+            entries.retain(|_, w| w.strong_count() > 0);
+        }
+        entries.insert(key, Arc::downgrade(&served));
+        Ok(served)
+    }
+
+    fn load(&self, file: File, name: String, identity: Identity) -> Result<ServedFile, ResolveError> {
+        let gate = Arc::new(SendGate::new(self.shards));
+        if identity.size == 0 {
+            return Ok(ServedFile { name, identity, contents: Contents::Empty, gate, leased: None });
+        }
+        if let Some(watcher) = Watcher::get() {
+            if watcher.lease(&file, gate.clone()).is_ok() {
+                // SAFETY: the lease guarantees no one writes or truncates the
+                // file without our consent (see `lease`); the mapping is only
+                // handed to the kernel for sends, never read by us.
+                if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+                    if Identity::of(&file).ok() == Some(identity) {
+                        return Ok(ServedFile { name, identity, contents: Contents::Mapped(map), gate, leased: Some(file) });
+                    }
+                }
+                watcher.forget(file.as_raw_fd());
+            } else {
+                tracing::debug!(file = %name, "no lease on file: serving a private copy");
+            }
+        }
+        let copy = read_stable(&file, identity).ok_or(ResolveError::Busy)?;
+        Ok(ServedFile { name, identity, contents: Contents::Copied(copy), gate, leased: None })
+    }
+}
+
+/// Reads the whole file, provided it did not change while being read.
+fn read_stable(file: &File, identity: Identity) -> Option<Box<[u8]>> {
+    let mut buf = Vec::with_capacity(identity.size as usize);
+    (&*file).read_to_end(&mut buf).ok()?;
+    let unchanged = buf.len() as u64 == identity.size && Identity::of(file).ok() == Some(identity);
+    unchanged.then(|| buf.into_boxed_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::RootOptions;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    fn cache_with(name: &str, bytes: &[u8]) -> (tempfile::TempDir, FileCache) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let root = Root::open(dir.path(), RootOptions::default()).unwrap();
+        (dir, FileCache::new(root, 2))
+    }
+
+    #[test]
+    fn shares_one_mapping_and_sees_renames() {
+        let (dir, cache) = cache_with("f", b"old contents");
+        let a = cache.open(b"f").unwrap();
+        let b = cache.open(b"/f").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(a.is_mapped(), "root may lease its own files");
+        assert_eq!(a.slice(4, 100), b"contents");
+        std::fs::write(dir.path().join("f.new"), b"new").unwrap();
+        std::fs::rename(dir.path().join("f.new"), dir.path().join("f")).unwrap();
+        let c = cache.open(b"f").unwrap();
+        assert_eq!(c.slice(0, 100), b"new");
+        assert_eq!(a.slice(0, 3), b"old", "running transfers keep the old version");
+    }
+
+    #[test]
+    fn in_place_rewrite_waits_for_sends_then_revokes() {
+        let (dir, cache) = cache_with("f", &[7u8; 100_000]);
+        let served = cache.open(b"f").unwrap();
+        assert!(served.gate().begin(1), "a send is in the kernel");
+        let written = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (path, written) = (dir.path().join("f"), written.clone());
+            std::thread::spawn(move || {
+                std::fs::write(path, b"rewritten").unwrap(); // O_TRUNC: breaks the lease
+                written.store(true, Ordering::SeqCst);
+            })
+        };
+        let start = Instant::now();
+        while !served.gate().is_revoked() {
+            assert!(start.elapsed() < Duration::from_secs(5), "lease break never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!served.gate().begin(0), "no new send after revocation");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!written.load(Ordering::SeqCst), "writer got in while a send was in flight");
+        served.gate().end(1);
+        writer.join().unwrap();
+        assert!(written.load(Ordering::SeqCst));
+        let fresh = cache.open(b"f").unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &served));
+        assert_eq!(fresh.slice(0, 100), b"rewritten");
+    }
+
+    #[test]
+    fn empty_file() {
+        let (_dir, cache) = cache_with("empty", b"");
+        let f = cache.open(b"empty").unwrap();
+        assert!(f.is_empty());
+        assert_eq!(f.slice(0, 512), b"");
+    }
+}
