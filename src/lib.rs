@@ -10,6 +10,8 @@
 pub mod config;
 pub mod dhcp;
 pub mod files;
+pub mod privileges;
 pub mod reactor;
+pub mod signals;
 pub mod tftp;
 pub mod wire;

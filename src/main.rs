@@ -1,1 +1,68 @@
-fn main() {}
+//! The rackboot binary: parse the configuration, bind, drop privileges,
+//! serve until SIGINT/SIGTERM, then drain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rackboot::config::{Cli, Config};
+use rackboot::files::{FileCache, Root};
+use rackboot::reactor::Server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rackboot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let config = Config::resolve(cli).map_err(|e| e.to_string())?;
+    let root = Root::open(&config.root, config.root_options).map_err(|e| {
+        format!(
+            "TFTP root {}: {e}; create it (mkdir -p {}) or choose another with --root DIR",
+            config.root.display(),
+            config.root.display()
+        )
+    })?;
+    let shards = config.settings.shards;
+    let cache = FileCache::new(root, shards);
+    // SIGINT/SIGTERM are taken by sigwait below; block them before any
+    // thread starts so every thread inherits the mask.
+    let signals = rackboot::signals::block_termination();
+    let listen = config.settings.listen.clone();
+    let server = Server::start(config.settings, cache).map_err(|e| e.to_string())?;
+    if let Some(user) = &config.user {
+        rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
+    }
+    for addr in &listen {
+        tracing::info!(
+            "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",
+            config.root.display(),
+            server.backend
+        );
+    }
+    let signal = rackboot::signals::wait(&signals, || server.any_shard_exited());
+    tracing::info!("{signal}: finishing running transfers");
+    let stats = server.shutdown().map_err(|e| e.to_string())?;
+    tracing::info!(
+        requests = stats.requests,
+        completed = stats.completed,
+        failed = stats.failed,
+        refused = stats.refused,
+        malformed = stats.malformed,
+        bytes = stats.bytes,
+        "stopped"
+    );
+    Ok(())
+}

@@ -80,6 +80,17 @@ impl Negotiated {
     pub fn for_read(requested: &Options<'_>, limits: &Limits, file_size: u64) -> Negotiated {
         let mut n = Negotiated::plain();
         for (name, value) in requested.iter() {
+            // In a read request tsize's value means nothing (atftp even
+            // sends the word `enable`): answer it whatever it holds.
+            if name.eq_ignore_ascii_case(b"tsize") {
+                if limits.tsize && file_size > 0 {
+                    // curl refuses an OACK announcing tsize 0, so an empty
+                    // file is served without tsize (and, with nothing else,
+                    // without an OACK).
+                    n.tsize = Some(file_size);
+                }
+                continue;
+            }
             let Some(v) = tftp::parse_decimal(value) else { continue };
             if name.eq_ignore_ascii_case(b"blksize") && limits.blksize {
                 if v >= MIN_BLKSIZE {
@@ -95,12 +106,6 @@ impl Negotiated {
             } else if name.eq_ignore_ascii_case(b"timeout") && limits.timeout {
                 if (1..=255).contains(&v) {
                     n.timeout = Some(v as u8);
-                }
-            } else if name.eq_ignore_ascii_case(b"tsize") && limits.tsize {
-                // curl refuses an OACK announcing tsize 0, so an empty file is
-                // served without tsize (and, with nothing else, without OACK).
-                if file_size > 0 {
-                    n.tsize = Some(file_size);
                 }
             }
         }
@@ -212,6 +217,12 @@ mod tests {
         let limits = Limits { tsize: false, blksize: false, ..Limits::default() };
         let n = Negotiated::for_read(&opts(b"blksize\01468\0tsize\00\0"), &limits, 10);
         assert!(!n.needs_oack());
+    }
+
+    #[test]
+    fn tsize_value_is_irrelevant_in_a_read() {
+        let n = Negotiated::for_read(&opts(b"tsize\0enable\0"), &Limits::default(), 77);
+        assert_eq!(n.tsize, Some(77));
     }
 
     #[test]

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs every Debian package the test suite needs. Run as root.
+# Idempotent: packages already installed are left as they are.
+set -euo pipefail
+
+packages=(
+    # real TFTP clients (tests/real_clients.rs)
+    tftp-hpa        # tftp
+    atftp           # atftp (blksize / windowsize / tsize)
+    busybox         # busybox tftp
+    curl            # curl tftp://
+    coreutils       # timeout, sha256sum
+    # reference servers / development stand-ins
+    tftpd-hpa       # in.tftpd
+    dnsmasq
+    # network plumbing and process tools
+    nftables
+    iproute2
+    procps
+    # PXE boot end to end
+    qemu-system-x86
+    ipxe-qemu
+    ipxe
+    ovmf
+    pxelinux
+    syslinux-common
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: must run as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# Wait (bounded) for another apt/dpkg run to release its locks.
+if command -v fuser >/dev/null 2>&1; then
+    for _ in $(seq 1 120); do
+        fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock >/dev/null 2>&1 || break
+        echo "install.sh: waiting for the apt/dpkg lock..." >&2
+        sleep 5
+    done
+fi
+lock_wait=(-o DPkg::Lock::Timeout=600)
+
+apt-get "${lock_wait[@]}" update
+apt-get "${lock_wait[@]}" install -y --no-install-recommends "${packages[@]}"
+
+# The tftpd-hpa and dnsmasq packages start system services on install where
+# an init system runs; the tests start their own servers on free ports, so
+# keep the system ones from holding port 69 (harmless if not running).
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now tftpd-hpa dnsmasq >/dev/null 2>&1 || true
+fi
+
+# Fail here, not halfway through the tests, if a client is still missing.
+for tool in tftp atftp busybox curl timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
+    command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
+done
+busybox tftp --help >/dev/null 2>&1 || { echo "install.sh: this busybox has no tftp applet" >&2; exit 1; }
+echo "install.sh: all test packages installed"

@@ -1,0 +1,281 @@
+//! Command line and configuration file.
+//!
+//! Every flag has a TOML key of the same name (dashes become underscores);
+//! flags override the file. Errors name the file, the line, the key and
+//! the fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::files::RootOptions;
+use crate::reactor::{IoMode, Settings};
+use crate::wire::tftp::MAX_BLKSIZE;
+
+/// Where rackboot serves from when no root is given (Debian's convention).
+pub const DEFAULT_ROOT: &str = "/srv/tftp";
+
+#[derive(Debug, Parser, Default)]
+#[command(name = "rackboot", version, about = "PXE boot appliance: proxyDHCP and TFTP in one binary")]
+pub struct Cli {
+    /// Configuration file (TOML; keys as the flags, dashes as underscores).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory served over TFTP [default: /srv/tftp].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Address to listen on for TFTP, IPv4 or IPv6, repeatable; the port
+    /// defaults to 69 [default: 0.0.0.0:69].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub listen: Vec<String>,
+    /// Ports for transfer sockets, e.g. 30000:30999 [default: ephemeral].
+    #[arg(long, value_name = "A:B")]
+    pub port_range: Option<String>,
+    /// Serve every transfer from the listen port, told apart by client
+    /// address (for NAT, firewalls and host networking).
+    #[arg(long)]
+    pub single_port: bool,
+    /// Largest block size granted [default: 65464].
+    #[arg(long, value_name = "BYTES")]
+    pub max_blksize: Option<u16>,
+    /// Largest window granted (RFC 7440) [default: 64].
+    #[arg(long, value_name = "BLOCKS")]
+    pub max_window: Option<u16>,
+    /// Number of shards (threads) [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// I/O backend [default: auto].
+    #[arg(long, value_enum)]
+    pub io: Option<IoMode>,
+    /// Accept uploads (WRQ), stored atomically inside the root.
+    #[arg(long)]
+    pub allow_upload: bool,
+    /// Largest upload accepted, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub max_upload: Option<u64>,
+    /// Concurrent transfers, in all [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_transfers: Option<usize>,
+    /// Concurrent transfers per client address [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_per_client: Option<usize>,
+    /// Drop privileges to this user once the ports are bound.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Lowercase every requested file name.
+    #[arg(long)]
+    pub lowercase: bool,
+    /// Retry a missing file name ignoring case.
+    #[arg(long)]
+    pub case_insensitive: bool,
+    /// Options never answered, for firmware that chokes on them
+    /// (blksize, tsize, timeout, windowsize); repeatable.
+    #[arg(long, value_name = "OPTION")]
+    pub disable_option: Vec<String>,
+    /// Seconds without progress before a transfer is abandoned [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub give_up: Option<u64>,
+}
+
+/// The configuration file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub root: Option<PathBuf>,
+    pub listen: Option<Vec<String>>,
+    pub port_range: Option<String>,
+    pub single_port: Option<bool>,
+    pub max_blksize: Option<u16>,
+    pub max_window: Option<u16>,
+    pub shards: Option<usize>,
+    pub io: Option<IoMode>,
+    pub allow_upload: Option<bool>,
+    pub max_upload: Option<u64>,
+    pub max_transfers: Option<usize>,
+    pub max_per_client: Option<usize>,
+    pub user: Option<String>,
+    pub lowercase: Option<bool>,
+    pub case_insensitive: Option<bool>,
+    pub disable_option: Option<Vec<String>>,
+    pub give_up: Option<u64>,
+}
+
+/// A configuration error, worded for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Everything the server needs, resolved from flags, file and defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub root_options: RootOptions,
+    pub settings: Settings,
+    pub user: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("{}: cannot read the configuration file: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let place = match line {
+                Some(l) => format!("{}:{l}", path.display()),
+                None => path.display().to_string(),
+            };
+            let hint = if e.message().contains("unknown field") {
+                " (the keys are the command-line flags with underscores, e.g. max_blksize; see `rackboot --help`)"
+            } else {
+                ""
+            };
+            err(format!("{place}: {}{hint}", e.message().trim()))
+        })
+    }
+}
+
+/// Parses `ADDR[:PORT]`: `0.0.0.0`, `127.0.0.1:6969`, `::1`, `[::1]:69`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 69));
+    }
+    Err(err(format!(
+        "listen: `{text}` is not an address; write ADDR or ADDR:PORT, e.g. 0.0.0.0:69, 127.0.0.1:6969 or [::1]:69"
+    )))
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || err(format!("port_range: `{text}` is not A:B with 1 <= A <= B <= 65535, e.g. 30000:30999"));
+    let (a, b) = text.split_once([':', '-', ',']).ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+impl Config {
+    /// Merges flags over the file (if any) over the defaults.
+    pub fn resolve(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut s = Settings::default();
+        let listen = if cli.listen.is_empty() { file.listen.clone().unwrap_or_default() } else { cli.listen.clone() };
+        if !listen.is_empty() {
+            s.listen = listen.iter().map(|l| parse_listen(l)).collect::<Result<_, _>>()?;
+        }
+        if let Some(range) = cli.port_range.as_ref().or(file.port_range.as_ref()) {
+            s.port_range = Some(parse_port_range(range)?);
+        }
+        s.single_port = cli.single_port || file.single_port.unwrap_or(false);
+        if let Some(b) = cli.max_blksize.or(file.max_blksize) {
+            if !(8..=MAX_BLKSIZE).contains(&b) {
+                return Err(err(format!("max_blksize: {b} is outside 8..={MAX_BLKSIZE}")));
+            }
+            s.limits.max_blksize = b;
+        }
+        if let Some(w) = cli.max_window.or(file.max_window) {
+            if w == 0 {
+                return Err(err("max_window: must be at least 1 (1 means lock-step)"));
+            }
+            s.limits.max_window = w;
+        }
+        if let Some(n) = cli.shards.or(file.shards) {
+            if n > 0 {
+                s.shards = n;
+            }
+        }
+        s.io = cli.io.or(file.io).unwrap_or_default();
+        s.allow_upload = cli.allow_upload || file.allow_upload.unwrap_or(false);
+        if let Some(m) = cli.max_upload.or(file.max_upload) {
+            s.max_upload = m;
+        }
+        if let Some(m) = cli.max_transfers.or(file.max_transfers) {
+            s.max_transfers = m.max(1);
+        }
+        if let Some(m) = cli.max_per_client.or(file.max_per_client) {
+            s.max_per_client = m.max(1);
+        }
+        if let Some(g) = cli.give_up.or(file.give_up) {
+            if g == 0 {
+                return Err(err("give_up: must be at least 1 second"));
+            }
+            s.timing.give_up = Duration::from_secs(g);
+        }
+        let disabled = if cli.disable_option.is_empty() { file.disable_option.clone().unwrap_or_default() } else { cli.disable_option.clone() };
+        for option in &disabled {
+            match option.to_ascii_lowercase().as_str() {
+                "blksize" => s.limits.blksize = false,
+                "tsize" => s.limits.tsize = false,
+                "timeout" => s.limits.timeout = false,
+                "windowsize" => s.limits.windowsize = false,
+                other => {
+                    return Err(err(format!(
+                        "disable_option: unknown option `{other}`; choose from blksize, tsize, timeout, windowsize"
+                    )));
+                }
+            }
+        }
+        let root = cli.root.clone().or(file.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        let root_options = RootOptions {
+            lowercase: cli.lowercase || file.lowercase.unwrap_or(false),
+            case_insensitive: cli.case_insensitive || file.case_insensitive.unwrap_or(false),
+        };
+        Ok(Config { root, root_options, settings: s, user: cli.user.clone().or(file.user.clone()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("127.0.0.1:6969").unwrap(), "127.0.0.1:6969".parse().unwrap());
+        assert_eq!(parse_listen("0.0.0.0").unwrap(), "0.0.0.0:69".parse().unwrap());
+        assert_eq!(parse_listen("::1").unwrap(), "[::1]:69".parse().unwrap());
+        assert_eq!(parse_listen("[::1]").unwrap(), "[::1]:69".parse().unwrap());
+        assert!(parse_listen("localhost").unwrap_err().0.contains("ADDR:PORT"));
+    }
+
+    #[test]
+    fn file_errors_name_file_line_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rackboot.toml");
+        std::fs::write(&path, "root = \"/srv/tftp\"\n\nmax_blocksize = 1468\n").unwrap();
+        let e = FileConfig::load(&path).unwrap_err().0;
+        assert!(e.contains("rackboot.toml:3"), "{e}");
+        assert!(e.contains("max_blocksize") && e.contains("max_blksize"), "{e}");
+        std::fs::write(&path, "max_window = \"lots\"\n").unwrap();
+        let e = FileConfig::load(&path).unwrap_err().0;
+        assert!(e.contains("rackboot.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "max_window = 8\nlisten = [\"127.0.0.1:7000\"]\nport_range = \"30000:30010\"\n").unwrap();
+        let cli = Cli { config: Some(path), max_window: Some(16), ..Cli::default() };
+        let c = Config::resolve(&cli).unwrap();
+        assert_eq!(c.settings.limits.max_window, 16);
+        assert_eq!(c.settings.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(c.settings.port_range, Some((30000, 30010)));
+        assert_eq!(c.root, PathBuf::from(DEFAULT_ROOT));
+        let bad = Cli { port_range: Some("9:1".into()), ..Cli::default() };
+        assert!(Config::resolve(&bad).unwrap_err().0.contains("A:B"));
+    }
+}

@@ -1,0 +1,154 @@
+//! The portable backend: epoll readiness, `recvmsg` until the socket is
+//! empty, and one `sendmsg` per packet whose iovec points into the mapped
+//! file (the kernel copies straight from the page cache). Used where
+//! io_uring is missing or forbidden (old kernels, container seccomp).
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use socket2::SockAddr;
+
+use super::shard::{Backend, Outgoing, ShardCore};
+use super::socket::{parse_control, sockaddr_to_std, write_source_control, RecvMeta, CONTROL_LEN};
+use super::{Shared, MAX_WAIT};
+
+/// Datagrams read from one socket per wake-up, so one busy client cannot
+/// starve the others.
+const RECV_BUDGET: usize = 64;
+const RECV_BUF: usize = 65536;
+
+struct EpollIo {
+    epfd: OwnedFd,
+    shard: usize,
+    /// Socket of each endpoint key (slab keys are dense).
+    fds: Vec<RawFd>,
+}
+
+impl Backend for EpollIo {
+    fn watch(&mut self, key: usize, fd: RawFd) {
+        if self.fds.len() <= key {
+            self.fds.resize(key + 1, -1);
+        }
+        self.fds[key] = fd;
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key as u64 };
+        // SAFETY: valid epoll fd and socket fd; `ev` is read during the call.
+        unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    }
+
+    fn unwatch(&mut self, key: usize, fd: RawFd) {
+        if let Some(slot) = self.fds.get_mut(key) {
+            *slot = -1;
+        }
+        // SAFETY: as above; the event argument is ignored for DEL.
+        unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+    }
+
+    fn send(&mut self, packet: Outgoing<'_>) {
+        let addr = SockAddr::from(packet.to);
+        let mut iov = [
+            libc::iovec { iov_base: packet.head.as_ptr() as *mut _, iov_len: packet.head.len() },
+            libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+        ];
+        let mut iovcnt = 1;
+        if let Some((_, bytes)) = packet.payload {
+            iov[1] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+            iovcnt = 2;
+        }
+        let mut control = [0u8; CONTROL_LEN];
+        let control_len = write_source_control(&mut control, packet.source);
+        // SAFETY: msghdr is plain data; every pointer in it refers to locals
+        // (or the mapped file, kept alive by the caller's Arc) that outlive
+        // the synchronous sendmsg call.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = addr.as_ptr() as *mut _;
+            msg.msg_namelen = addr.len();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iovcnt;
+            if control_len > 0 {
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = control_len;
+            }
+            // A full socket buffer (EAGAIN) is a lost packet: the transfer's
+            // retransmission timer covers it like any other loss.
+            libc::sendmsg(packet.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        }
+        if let Some((file, _)) = packet.payload {
+            file.gate().end(self.shard);
+        }
+    }
+}
+
+pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
+    // SAFETY: epoll_create1 returns a new descriptor we own.
+    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if epfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned here.
+    let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
+    let mut io = EpollIo { epfd, shard: core.index(), fds: Vec::new() };
+    core.start(&mut io);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut control = [0u8; CONTROL_LEN];
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            core.abort_all(&mut io, Instant::now());
+            return Ok(());
+        }
+        let now = Instant::now();
+        let wait = core.next_deadline().map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+        // Round up so a sub-millisecond deadline does not spin.
+        let wait_ms = wait.as_micros().div_ceil(1000) as i32;
+        // SAFETY: `events` has the capacity we pass.
+        let n = unsafe { libc::epoll_wait(io.epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, wait_ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        for i in 0..n as usize {
+            let key = events[i].u64 as usize;
+            for _ in 0..RECV_BUDGET {
+                let Some(&fd) = io.fds.get(key).filter(|&&fd| fd >= 0) else { break };
+                let Some((len, meta)) = recv(fd, &mut buf, &mut control) else { break };
+                core.on_datagram(&mut io, key, meta, &buf[..len], Instant::now());
+            }
+        }
+        core.on_timers(&mut io, Instant::now());
+    }
+}
+
+/// One non-blocking `recvmsg`; `None` when the socket is empty.
+fn recv(fd: RawFd, buf: &mut [u8], control: &mut [u8; CONTROL_LEN]) -> Option<(usize, RecvMeta)> {
+    // SAFETY: zeroed sockaddr_storage is valid; every pointer in msghdr
+    // refers to buffers that outlive the call; the kernel writes at most the
+    // lengths we pass.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return None;
+        }
+        let from = sockaddr_to_std(&storage)?;
+        let (local_ip, ifindex) = parse_control(&control[..msg.msg_controllen]);
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Some((0, RecvMeta { from, local_ip, ifindex })); // oversized: parse fails, dropped
+        }
+        Some((n as usize, RecvMeta { from, local_ip, ifindex }))
+    }
+}

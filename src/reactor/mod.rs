@@ -1,0 +1,174 @@
+//! The sharded reactor: one thread per shard, each with its own listen
+//! sockets (SO_REUSEPORT), transfers, timers and I/O backend, sharing
+//! nothing on the data path but the read-only file mappings.
+
+pub mod epoll;
+pub mod shard;
+pub mod socket;
+pub mod uring;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::files::FileCache;
+use crate::tftp::{Limits, Timing};
+
+/// Which I/O backend moves packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring where the kernel allows it, epoll otherwise.
+    #[default]
+    Auto,
+    Uring,
+    Epoll,
+}
+
+/// Everything a shard needs to know, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Vec<SocketAddr>,
+    pub shards: usize,
+    pub io: IoMode,
+    pub limits: Limits,
+    pub timing: Timing,
+    pub single_port: bool,
+    pub port_range: Option<(u16, u16)>,
+    pub allow_upload: bool,
+    pub max_upload: u64,
+    pub max_transfers: usize,
+    pub max_per_client: usize,
+    /// How long SIGINT/SIGTERM waits for running transfers.
+    pub drain: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 69))],
+            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            io: IoMode::Auto,
+            limits: Limits::default(),
+            timing: Timing::default(),
+            single_port: false,
+            port_range: None,
+            allow_upload: false,
+            max_upload: 256 << 20,
+            max_transfers: 10_000,
+            max_per_client: 1_000,
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// State shared by all shards; touched when transfers start and end only.
+pub struct Shared {
+    pub settings: Settings,
+    pub cache: FileCache,
+    pub active: AtomicUsize,
+    pub per_client: Mutex<HashMap<IpAddr, u32>>,
+    /// Set on SIGINT/SIGTERM: refuse new transfers, finish running ones.
+    pub draining: AtomicBool,
+    /// Set when the drain time is up: end everything now.
+    pub stop: AtomicBool,
+}
+
+/// The longest a shard sleeps, so it notices draining and stopping.
+pub const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// Whether io_uring works here (kernel support, no seccomp veto).
+pub fn uring_available() -> Result<(), io::Error> {
+    uring::probe()
+}
+
+/// A running server: its shard threads and their shared state.
+pub struct Server {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<io::Result<shard::ShardStats>>>,
+    pub backend: IoMode,
+}
+
+impl Server {
+    /// Binds every listen socket for every shard (so privileges can be
+    /// dropped right after) and starts the shard threads.
+    pub fn start(settings: Settings, cache: FileCache) -> io::Result<Server> {
+        let backend = match settings.io {
+            IoMode::Epoll => IoMode::Epoll,
+            IoMode::Uring => {
+                uring_available().map_err(|e| io::Error::new(e.kind(), format!("--io uring: io_uring unavailable: {e}")))?;
+                IoMode::Uring
+            }
+            IoMode::Auto => match uring_available() {
+                Ok(()) => IoMode::Uring,
+                Err(e) => {
+                    tracing::warn!("io_uring unavailable ({e}); using the epoll backend");
+                    IoMode::Epoll
+                }
+            },
+        };
+        let shards = settings.shards.max(1);
+        let mut per_shard = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let sockets = settings.listen.iter().map(|&a| socket::bind_listen(a)).collect::<io::Result<Vec<_>>>()?;
+            per_shard.push(sockets);
+        }
+        let shared = Arc::new(Shared {
+            settings,
+            cache,
+            active: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for (index, sockets) in per_shard.into_iter().enumerate() {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
+                let mut core = shard::ShardCore::new(index, shared.clone(), sockets);
+                match backend {
+                    IoMode::Uring => uring::run(&mut core, &shared)?,
+                    _ => epoll::run(&mut core, &shared)?,
+                }
+                Ok(core.stats)
+            })?;
+            threads.push(handle);
+        }
+        Ok(Server { shared, threads, backend })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops taking requests, lets running transfers finish for up to the
+    /// drain time, then ends the rest and joins the shards.
+    pub fn shutdown(self) -> io::Result<shard::ShardStats> {
+        let drain = self.shared.settings.drain;
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + drain;
+        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let mut total = shard::ShardStats::default();
+        for t in self.threads {
+            let s = t.join().map_err(|_| io::Error::other("a shard panicked"))??;
+            total.requests += s.requests;
+            total.completed += s.completed;
+            total.failed += s.failed;
+            total.refused += s.refused;
+            total.malformed += s.malformed;
+            total.bytes += s.bytes;
+        }
+        Ok(total)
+    }
+
+    /// Whether any shard thread has exited (it only does on error).
+    pub fn any_shard_exited(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+}

@@ -1,0 +1,578 @@
+//! One shard's protocol work, independent of how packets move: it owns the
+//! shard's sockets and transfers, turns received datagrams and timer ticks
+//! into sends, and asks its I/O backend (io_uring or epoll) to do the rest.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::socket::{interface_mtu, PortPicker, RecvMeta};
+use super::Shared;
+use crate::files::{ResolveError, ServedFile};
+use crate::tftp::options::blksize_for_mtu;
+use crate::tftp::upload::{DataAction, WriteTransfer};
+use crate::tftp::{Negotiated, Outcome, ReadTransfer, Transmit};
+use crate::wire::tftp::{self as wire, ErrorCode, Packet};
+
+/// Uploads use blocks no larger than a receive buffer holds.
+pub const UPLOAD_MAX_BLKSIZE: u16 = 1468;
+/// Largest OACK or ERROR we build.
+const SMALL_PACKET: usize = 256;
+
+/// What a shard asks of its I/O backend.
+pub trait Backend {
+    /// Start delivering datagrams arriving on `fd` as endpoint `key`.
+    fn watch(&mut self, key: usize, fd: RawFd);
+    /// Stop delivering for `key`; its socket is closed right after.
+    fn unwatch(&mut self, key: usize, fd: RawFd);
+    /// Send one datagram: `head`, then `payload` from a served file. When a
+    /// payload is given its gate was begun on this shard: the backend calls
+    /// `gate().end(shard)` once the kernel no longer reads the bytes.
+    fn send(&mut self, packet: Outgoing<'_>);
+}
+
+pub struct Outgoing<'a> {
+    pub fd: RawFd,
+    pub to: SocketAddr,
+    /// Source address for sends from a wildcard-bound socket.
+    pub source: Option<IpAddr>,
+    pub head: &'a [u8],
+    pub payload: Option<(&'a Arc<ServedFile>, &'a [u8])>,
+}
+
+enum Endpoint {
+    Listen { socket: UdpSocket, wildcard: bool },
+    Transfer(Box<Transfer>),
+}
+
+struct Transfer {
+    /// Own socket (a fresh TID), or `None` in single-port mode.
+    socket: Option<UdpSocket>,
+    send_fd: RawFd,
+    source: Option<IpAddr>,
+    peer: SocketAddr,
+    started: Instant,
+    /// The deadline a timer-heap entry exists for.
+    scheduled: Option<Instant>,
+    kind: Kind,
+}
+
+enum Kind {
+    Read { machine: ReadTransfer, file: Arc<ServedFile>, negotiated: Negotiated },
+    Write(Box<Upload>),
+}
+
+struct Upload {
+    machine: WriteTransfer,
+    file: File,
+    temp: PathBuf,
+    target: PathBuf,
+    name: String,
+    bytes: u64,
+    negotiated: Negotiated,
+}
+
+/// Per-shard counters, reported at shutdown.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShardStats {
+    pub requests: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub refused: u64,
+    pub malformed: u64,
+    pub bytes: u64,
+}
+
+pub struct ShardCore {
+    index: usize,
+    shared: Arc<Shared>,
+    endpoints: Slab<Endpoint>,
+    /// Single-port mode: transfers told apart by client address.
+    by_peer: HashMap<SocketAddr, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    ports: PortPicker,
+    mtu_cache: HashMap<u32, u32>,
+    scratch: [u8; SMALL_PACKET],
+    upload_seq: u64,
+    pub stats: ShardStats,
+}
+
+impl ShardCore {
+    pub fn new(index: usize, shared: Arc<Shared>, listen: Vec<UdpSocket>) -> ShardCore {
+        let mut endpoints = Slab::new();
+        for socket in listen {
+            let wildcard = socket.local_addr().map(|a| a.ip().is_unspecified()).unwrap_or(false);
+            endpoints.insert(Endpoint::Listen { socket, wildcard });
+        }
+        let ports = PortPicker::new(shared.settings.port_range, index);
+        ShardCore {
+            index,
+            shared,
+            endpoints,
+            by_peer: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ports,
+            mtu_cache: HashMap::new(),
+            scratch: [0; SMALL_PACKET],
+            upload_seq: 0,
+            stats: ShardStats::default(),
+        }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Registers the listen sockets with the backend.
+    pub fn start(&mut self, io: &mut impl Backend) {
+        for (key, ep) in self.endpoints.iter() {
+            if let Endpoint::Listen { socket, .. } = ep {
+                io.watch(key, socket.as_raw_fd());
+            }
+        }
+    }
+
+    pub fn transfers(&self) -> usize {
+        self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Transfer(_))).count()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Handles one received datagram.
+    pub fn on_datagram(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
+        let Some(endpoint) = self.endpoints.get(key) else { return };
+        let listen_key = match endpoint {
+            Endpoint::Listen { .. } => match self.by_peer.get(&meta.from) {
+                Some(&transfer) => return self.on_transfer_packet(io, transfer, meta, bytes, now),
+                None => key,
+            },
+            Endpoint::Transfer(_) => return self.on_transfer_packet(io, key, meta, bytes, now),
+        };
+        match Packet::parse(bytes) {
+            Ok(Packet::Rrq(req)) => self.start_read(io, listen_key, meta, req, now),
+            Ok(Packet::Wrq(req)) => self.start_write(io, listen_key, meta, req, now),
+            Ok(Packet::Error { .. }) => {} // never answer an error with an error
+            Ok(_) => {
+                let (code, msg) = if self.shared.settings.single_port {
+                    (ErrorCode::UnknownTid, "Unknown transfer ID")
+                } else {
+                    (ErrorCode::IllegalOperation, "Expected a read or write request")
+                };
+                self.reply_error(io, listen_key, meta, code, msg);
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::debug!(client = %meta.from, "malformed request dropped: {e}");
+                if matches!(e, wire::Error::BadMode | wire::Error::StringTooLong | wire::Error::EmptyFilename) {
+                    self.reply_error(io, listen_key, meta, ErrorCode::IllegalOperation, "Malformed request");
+                }
+            }
+        }
+    }
+
+    fn on_transfer_packet(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
+        if meta.from != t.peer {
+            // RFC 1350: a stray TID gets ERROR 5; the transfer goes on.
+            let (fd, source) = (t.send_fd, t.source);
+            let n = wire::emit_error(&mut self.scratch, ErrorCode::UnknownTid, "Unknown transfer ID").unwrap_or(0);
+            io.send(Outgoing { fd, to: meta.from, source, head: &self.scratch[..n], payload: None });
+            return;
+        }
+        match (&mut t.kind, Packet::parse(bytes)) {
+            (Kind::Read { machine, .. }, Ok(Packet::Ack { block })) => machine.on_ack(block, now),
+            (Kind::Read { machine, .. }, Ok(Packet::Error { code, .. })) => machine.on_error(code),
+            (Kind::Write(_), Ok(Packet::Data { block, payload })) => {
+                return self.on_upload_data(io, key, block, payload, now);
+            }
+            (Kind::Write(_), Ok(Packet::Error { code, .. })) => {
+                return self.finish(io, key, Outcome::ClientError(code), now);
+            }
+            _ => {
+                self.stats.malformed += 1;
+                return;
+            }
+        }
+        self.pump(io, key, now);
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn on_timers(&mut self, io: &mut impl Backend, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { continue };
+            if t.scheduled != Some(at) {
+                continue; // superseded entry
+            }
+            t.scheduled = None;
+            match &mut t.kind {
+                Kind::Read { machine, .. } => {
+                    machine.on_timeout(now);
+                    self.pump(io, key, now);
+                }
+                Kind::Write(up) => {
+                    let (idle, deadline) = (up.machine.is_idle(now), up.machine.deadline());
+                    if idle {
+                        self.finish(io, key, Outcome::TimedOut, now);
+                    } else {
+                        self.schedule(key, deadline);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every transfer (shutdown after the drain time).
+    pub fn abort_all(&mut self, io: &mut impl Backend, now: Instant) {
+        let keys: Vec<usize> =
+            self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Transfer(_))).map(|(k, _)| k).collect();
+        for key in keys {
+            self.send_transfer_error(io, key, ErrorCode::NotDefined, "Server shutting down");
+            self.finish(io, key, Outcome::TimedOut, now);
+        }
+    }
+
+    fn schedule(&mut self, key: usize, at: Instant) {
+        if let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) {
+            // Only an earlier deadline needs a new heap entry; a later one is
+            // found when the earlier entry fires.
+            if t.scheduled.is_none_or(|s| at < s) {
+                t.scheduled = Some(at);
+                self.timers.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    /// Sends whatever the read transfer allows, then re-arms its timer or
+    /// finishes it.
+    fn pump(&mut self, io: &mut impl Backend, key: usize, now: Instant) {
+        let shard = self.index;
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
+        let Kind::Read { machine, file, negotiated } = &mut t.kind else { return };
+        let mut revoked = false;
+        while let Some(tx) = machine.poll_transmit(now) {
+            match tx {
+                Transmit::Oack => {
+                    let n = negotiated.emit_oack(&mut self.scratch).unwrap_or(0);
+                    io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+                }
+                Transmit::Data { block, offset, len } => {
+                    if !file.gate().begin(shard) {
+                        revoked = true;
+                        break;
+                    }
+                    let head = wire::data_header(block);
+                    let payload = file.slice(offset, len);
+                    io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &head, payload: Some((file, payload)) });
+                }
+            }
+        }
+        if revoked {
+            self.send_transfer_error(io, key, ErrorCode::NotDefined, "File changed during transfer, retry");
+            return self.finish(io, key, Outcome::TimedOut, now);
+        }
+        match (machine.outcome(), machine.poll_timeout()) {
+            (Some(outcome), _) => self.finish(io, key, outcome, now),
+            (None, Some(at)) => self.schedule(key, at),
+            (None, None) => {}
+        }
+    }
+
+    fn send_transfer_error(&mut self, io: &mut impl Backend, key: usize, code: ErrorCode, msg: &str) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) else { return };
+        let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
+        io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+    }
+
+    /// An ERROR answering a request, sent from the listen socket.
+    fn reply_error(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, code: ErrorCode, msg: &str) {
+        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else { return };
+        let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
+        let source = if *wildcard { meta.local_ip } else { None };
+        io.send(Outgoing { fd: socket.as_raw_fd(), to: meta.from, source, head: &self.scratch[..n], payload: None });
+    }
+
+    /// Admission control: global and per-client caps. On success the
+    /// counters are taken; `release` gives them back.
+    fn admit(&mut self, client: IpAddr) -> bool {
+        let s = &self.shared;
+        if s.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        if s.active.fetch_add(1, Ordering::SeqCst) >= s.settings.max_transfers {
+            s.active.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        let mut per_client = s.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let count = per_client.entry(client).or_insert(0);
+        if *count as usize >= s.settings.max_per_client {
+            drop(per_client);
+            s.active.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, client: IpAddr) {
+        let s = &self.shared;
+        s.active.fetch_sub(1, Ordering::SeqCst);
+        let mut per_client = s.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&client);
+            }
+        }
+    }
+
+    fn limits_for(&mut self, meta: &RecvMeta) -> crate::tftp::Limits {
+        let mut limits = self.shared.settings.limits;
+        let mtu = *self.mtu_cache.entry(meta.ifindex).or_insert_with(|| interface_mtu(meta.ifindex).unwrap_or(0));
+        if mtu > 0 {
+            limits.mtu_blksize = Some(blksize_for_mtu(mtu, meta.from.is_ipv6()));
+        }
+        limits
+    }
+
+    /// Creates the transfer endpoint: a new socket, or the listen socket in
+    /// single-port mode. Returns its key.
+    fn open_transfer(
+        &mut self,
+        io: &mut impl Backend,
+        listen_key: usize,
+        meta: RecvMeta,
+        kind: Kind,
+        now: Instant,
+    ) -> Option<usize> {
+        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else { return None };
+        let listen_fd = socket.as_raw_fd();
+        let listen_ip = socket.local_addr().ok()?.ip();
+        let local_ip = meta.local_ip.filter(|_| *wildcard).unwrap_or(listen_ip);
+        let (socket, send_fd, source) = if self.shared.settings.single_port {
+            (None, listen_fd, wildcard.then_some(local_ip))
+        } else {
+            match self.ports.bind(local_ip) {
+                Ok(s) => {
+                    let fd = s.as_raw_fd();
+                    (Some(s), fd, None)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot open a transfer socket: {e}");
+                    return None;
+                }
+            }
+        };
+        let transfer = Transfer { socket, send_fd, source, peer: meta.from, started: now, scheduled: None, kind };
+        let key = self.endpoints.insert(Endpoint::Transfer(Box::new(transfer)));
+        match self.endpoints.get(key) {
+            Some(Endpoint::Transfer(t)) if t.socket.is_some() => io.watch(key, send_fd),
+            _ => {
+                self.by_peer.insert(meta.from, key);
+            }
+        }
+        Some(key)
+    }
+
+    fn start_read(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, req: wire::Request<'_>, now: Instant) {
+        self.stats.requests += 1;
+        let file = match self.shared.cache.open(req.filename) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.refused += 1;
+                tracing::debug!(client = %meta.from, file = %String::from_utf8_lossy(req.filename), "refused: {e}");
+                let code = match e {
+                    ResolveError::NotFound => ErrorCode::FileNotFound,
+                    ResolveError::Refused => ErrorCode::AccessViolation,
+                    ResolveError::Busy => ErrorCode::NotDefined,
+                };
+                return self.reply_error(io, listen_key, meta, code, &e.to_string());
+            }
+        };
+        if !self.admit(meta.from.ip()) {
+            self.stats.refused += 1;
+            tracing::warn!(client = %meta.from, "server busy: transfer refused");
+            return self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+        }
+        let limits = self.limits_for(&meta);
+        let negotiated = Negotiated::for_read(&req.options, &limits, file.len());
+        let machine = ReadTransfer::new(file.len(), &negotiated, self.shared.settings.timing, now);
+        let kind = Kind::Read { machine, file, negotiated };
+        match self.open_transfer(io, listen_key, meta, kind, now) {
+            Some(key) => self.pump(io, key, now),
+            None => {
+                self.release(meta.from.ip());
+                self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+            }
+        }
+    }
+
+    fn start_write(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, req: wire::Request<'_>, now: Instant) {
+        self.stats.requests += 1;
+        if !self.shared.settings.allow_upload {
+            self.stats.refused += 1;
+            return self.reply_error(io, listen_key, meta, ErrorCode::AccessViolation, "Uploads are disabled");
+        }
+        let (target, name) = match self.shared.cache.root().upload_path(req.filename) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.refused += 1;
+                let code = if e == ResolveError::Refused { ErrorCode::FileExists } else { ErrorCode::AccessViolation };
+                let msg = if code == ErrorCode::FileExists { "File exists or not allowed" } else { "Access violation" };
+                return self.reply_error(io, listen_key, meta, code, msg);
+            }
+        };
+        let mut limits = self.limits_for(&meta);
+        limits.max_blksize = limits.max_blksize.min(UPLOAD_MAX_BLKSIZE);
+        let negotiated = Negotiated::for_write(&req.options, &limits);
+        let max_upload = self.shared.settings.max_upload;
+        if negotiated.tsize.is_some_and(|size| size > max_upload) {
+            return self.reply_error(io, listen_key, meta, ErrorCode::DiskFull, "File too large");
+        }
+        self.upload_seq += 1;
+        let temp = target.with_file_name(format!(
+            ".{}.rackboot-{}-{}-{}.part",
+            target.file_name().and_then(|n| n.to_str()).unwrap_or("upload"),
+            std::process::id(),
+            self.index,
+            self.upload_seq
+        ));
+        let file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(f) => f,
+            Err(_) => return self.reply_error(io, listen_key, meta, ErrorCode::AccessViolation, "Cannot create file"),
+        };
+        if !self.admit(meta.from.ip()) {
+            let _ = std::fs::remove_file(&temp);
+            return self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+        }
+        let idle = self.shared.settings.timing.give_up;
+        let machine = WriteTransfer::new(negotiated.blksize, max_upload, idle, now);
+        let upload = Upload { machine, file, temp: temp.clone(), target, name, bytes: 0, negotiated };
+        let Some(key) = self.open_transfer(io, listen_key, meta, Kind::Write(Box::new(upload)), now) else {
+            let _ = std::fs::remove_file(&temp);
+            self.release(meta.from.ip());
+            return;
+        };
+        // OACK when options were accepted, else ACK 0, invites DATA 1.
+        let n = if negotiated.needs_oack() {
+            negotiated.emit_oack(&mut self.scratch).unwrap_or(0)
+        } else {
+            wire::emit_ack(&mut self.scratch, 0).unwrap_or(0)
+        };
+        if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
+            io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+        }
+        self.schedule(key, now + idle);
+    }
+
+    fn on_upload_data(&mut self, io: &mut impl Backend, key: usize, block: u16, payload: &[u8], now: Instant) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
+        let Kind::Write(up) = &mut t.kind else { return };
+        let (ack, last) = match up.machine.on_data(block, payload.len(), now) {
+            DataAction::Store { offset, ack, last } => {
+                if up.file.write_all_at(payload, offset).is_err() {
+                    self.send_transfer_error(io, key, ErrorCode::DiskFull, "Write failed");
+                    return self.finish(io, key, Outcome::TimedOut, now);
+                }
+                up.bytes = offset + payload.len() as u64;
+                (ack, last)
+            }
+            DataAction::Reack { ack } => (ack, false),
+            DataAction::Ignore => return,
+            DataAction::TooLarge => {
+                self.send_transfer_error(io, key, ErrorCode::DiskFull, "File too large");
+                return self.finish(io, key, Outcome::TimedOut, now);
+            }
+        };
+        let n = wire::emit_ack(&mut self.scratch, ack).unwrap_or(0);
+        io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+        if last {
+            self.finish(io, key, Outcome::Complete, now);
+        } else {
+            let deadline = up.machine.deadline();
+            self.schedule(key, deadline);
+        }
+    }
+
+    /// Ends a transfer: one log line, resources returned.
+    fn finish(&mut self, io: &mut impl Backend, key: usize, outcome: Outcome, now: Instant) {
+        if !matches!(self.endpoints.get(key), Some(Endpoint::Transfer(_))) {
+            return;
+        }
+        let Endpoint::Transfer(t) = self.endpoints.remove(key) else { return };
+        match &t.socket {
+            Some(socket) => io.unwatch(key, socket.as_raw_fd()),
+            None => {
+                self.by_peer.remove(&t.peer);
+            }
+        }
+        self.release(t.peer.ip());
+        let elapsed = now.saturating_duration_since(t.started);
+        let secs = elapsed.as_secs_f64().max(1e-6);
+        match t.kind {
+            Kind::Read { machine, file, negotiated } => {
+                let bytes = if outcome.is_success() { file.len() } else { machine.bytes_acked() };
+                self.stats.bytes += bytes;
+                if outcome.is_success() { self.stats.completed += 1 } else { self.stats.failed += 1 }
+                tracing::info!(
+                    client = %t.peer,
+                    file = file.name(),
+                    bytes,
+                    options = %negotiated,
+                    ms = elapsed.as_millis() as u64,
+                    mib_s = format_args!("{:.1}", bytes as f64 / secs / (1 << 20) as f64),
+                    resent = machine.stats.blocks_resent,
+                    outcome = ?outcome,
+                    "read"
+                );
+            }
+            Kind::Write(up) => {
+                let Upload { file, temp, target, name, bytes, negotiated, .. } = *up;
+                let stored = outcome == Outcome::Complete && file.sync_all().is_ok() && rename_noreplace(&temp, &target);
+                drop(file);
+                if !stored {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                if stored { self.stats.completed += 1 } else { self.stats.failed += 1 }
+                tracing::info!(
+                    client = %t.peer,
+                    file = name,
+                    bytes,
+                    options = %negotiated,
+                    ms = elapsed.as_millis() as u64,
+                    outcome = if stored { "stored".to_string() } else { format!("{outcome:?}") },
+                    "write"
+                );
+            }
+        }
+    }
+}
+
+/// Moves a finished upload into place, never replacing an existing file.
+fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(from), Ok(to)) = (
+        std::ffi::CString::new(from.as_os_str().as_bytes()),
+        std::ffi::CString::new(to.as_os_str().as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+    unsafe {
+        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) == 0
+    }
+}

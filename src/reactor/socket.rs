@@ -1,0 +1,270 @@
+//! Socket set-up shared by both I/O backends: listen sockets (one per
+//! shard, SO_REUSEPORT), transfer sockets (ephemeral or from a port range),
+//! packet-info control messages and interface MTUs.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Where a datagram came from and where it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    pub from: SocketAddr,
+    /// The destination address of the datagram (from IP_PKTINFO).
+    pub local_ip: Option<IpAddr>,
+    /// The receiving interface, 0 when unknown.
+    pub ifindex: u32,
+}
+
+/// Room for one IPv4 or IPv6 packet-info control message.
+pub const CONTROL_LEN: usize = 64;
+const _: () = assert!(CONTROL_LEN >= cmsg_space(size_of::<libc::in6_pktinfo>()));
+
+const fn cmsg_align(len: usize) -> usize {
+    (len + size_of::<usize>() - 1) & !(size_of::<usize>() - 1)
+}
+const fn cmsg_space(len: usize) -> usize {
+    cmsg_align(size_of::<libc::cmsghdr>()) + cmsg_align(len)
+}
+
+fn set_int_opt(socket: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `value` lives across the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// Explains a failed bind in words a user can act on.
+pub fn bind_error(addr: SocketAddr, err: io::Error) -> io::Error {
+    let hint = match err.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => format!(
+            "binding {addr} needs privilege: run as root, or grant the binary \
+             `setcap cap_net_bind_service=+ep $(command -v rackboot)`, or listen on a port above 1023 \
+             (e.g. --listen {}:6969)",
+            if addr.is_ipv6() { format!("[{}]", addr.ip()) } else { addr.ip().to_string() }
+        ),
+        Some(libc::EADDRINUSE) => format!("{addr} is already in use (another TFTP server running?)"),
+        Some(libc::EADDRNOTAVAIL) => format!("{addr} is not an address of this machine"),
+        _ => format!("cannot bind {addr}: {err}"),
+    };
+    io::Error::new(err.kind(), hint)
+}
+
+/// A shard's listen socket: SO_REUSEPORT so every shard binds the same
+/// address and the kernel spreads requests, packet info for the
+/// destination address and interface, and large buffers for bursts.
+pub fn bind_listen(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_udp(&addr)?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    enable_pktinfo(&socket, addr.is_ipv6())?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.bind(&addr.into()).map_err(|e| bind_error(addr, e))?;
+    Ok(socket.into())
+}
+
+fn enable_pktinfo(socket: &Socket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_opt(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        set_int_opt(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Picks transfer ports: ephemeral, or round-robin through a range.
+#[derive(Debug, Clone)]
+pub struct PortPicker {
+    range: Option<(u16, u16)>,
+    cursor: u32,
+}
+
+impl PortPicker {
+    pub fn new(range: Option<(u16, u16)>, shard: usize) -> PortPicker {
+        // Shards start at different points so they rarely collide.
+        PortPicker { range, cursor: (shard as u32).wrapping_mul(7919) }
+    }
+
+    /// A socket for one transfer, bound to the address the request came to.
+    pub fn bind(&mut self, local_ip: IpAddr) -> io::Result<UdpSocket> {
+        let Some((lo, hi)) = self.range else {
+            return bind_transfer(SocketAddr::new(local_ip, 0));
+        };
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = lo + (self.cursor % span) as u16;
+            self.cursor = self.cursor.wrapping_add(1);
+            match bind_transfer(SocketAddr::new(local_ip, port)) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                other => return other,
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "every port of --port-range is busy"))
+    }
+}
+
+fn bind_transfer(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_udp(&addr)?;
+    let _ = socket.set_send_buffer_size(1 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Reads the packet-info control messages of a received datagram.
+pub fn parse_control(control: &[u8]) -> (Option<IpAddr>, u32) {
+    let header = size_of::<libc::cmsghdr>();
+    let mut rest = control;
+    while rest.len() >= header {
+        // SAFETY: at least `header` bytes remain; read_unaligned copes with
+        // any alignment of the kernel's buffer.
+        let cmsg: libc::cmsghdr = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
+        let len = cmsg.cmsg_len as usize;
+        if len < header || len > rest.len() {
+            break;
+        }
+        let data = &rest[cmsg_align(header)..len];
+        match (cmsg.cmsg_level, cmsg.cmsg_type) {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= size_of::<libc::in_pktinfo>() => {
+                // SAFETY: length checked above.
+                let info: libc::in_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+                let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                return (Some(IpAddr::V4(ip)), info.ipi_ifindex as u32);
+            }
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= size_of::<libc::in6_pktinfo>() => {
+                // SAFETY: length checked above.
+                let info: libc::in6_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+                return (Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))), info.ipi6_ifindex);
+            }
+            _ => {}
+        }
+        rest = &rest[cmsg_align(len).min(rest.len())..];
+    }
+    (None, 0)
+}
+
+/// Writes a control message choosing the source address of a send from a
+/// wildcard-bound socket. Returns its length (0 when none is needed).
+pub fn write_source_control(buf: &mut [u8; CONTROL_LEN], source: Option<IpAddr>) -> usize {
+    let Some(ip) = source else { return 0 };
+    let header = cmsg_align(size_of::<libc::cmsghdr>());
+    // SAFETY (both arms): CONTROL_LEN covers the header plus the larger
+    // (IPv6) payload, asserted at compile time; writes are unaligned-safe.
+    match ip {
+        IpAddr::V4(v4) => {
+            let data_len = size_of::<libc::in_pktinfo>();
+            let mut info: libc::in_pktinfo = unsafe { std::mem::zeroed() };
+            info.ipi_spec_dst.s_addr = u32::from(v4).to_be();
+            let cmsg = libc::cmsghdr {
+                cmsg_len: (header + data_len) as _,
+                cmsg_level: libc::IPPROTO_IP,
+                cmsg_type: libc::IP_PKTINFO,
+            };
+            unsafe {
+                std::ptr::write_unaligned(buf.as_mut_ptr().cast(), cmsg);
+                std::ptr::write_unaligned(buf.as_mut_ptr().add(header).cast(), info);
+            }
+            cmsg_space(data_len)
+        }
+        IpAddr::V6(v6) => {
+            let data_len = size_of::<libc::in6_pktinfo>();
+            let mut info: libc::in6_pktinfo = unsafe { std::mem::zeroed() };
+            info.ipi6_addr.s6_addr = v6.octets();
+            let cmsg = libc::cmsghdr {
+                cmsg_len: (header + data_len) as _,
+                cmsg_level: libc::IPPROTO_IPV6,
+                cmsg_type: libc::IPV6_PKTINFO,
+            };
+            unsafe {
+                std::ptr::write_unaligned(buf.as_mut_ptr().cast(), cmsg);
+                std::ptr::write_unaligned(buf.as_mut_ptr().add(header).cast(), info);
+            }
+            cmsg_space(data_len)
+        }
+    }
+}
+
+/// The MTU of an interface, by index.
+pub fn interface_mtu(ifindex: u32) -> Option<u32> {
+    if ifindex == 0 {
+        return None;
+    }
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has IF_NAMESIZE bytes as the call requires; the ioctl
+    // reads and writes only the ifreq we pass; the socket is closed by drop.
+    unsafe {
+        if libc::if_indextoname(ifindex, name.as_mut_ptr()).is_null() {
+            return None;
+        }
+        let probe = Socket::new(Domain::IPV4, Type::DGRAM, None).ok()?;
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name.copy_from_slice(&name[..libc::IFNAMSIZ]);
+        use std::os::fd::AsRawFd;
+        if libc::ioctl(probe.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) < 0 {
+            return None;
+        }
+        u32::try_from(req.ifr_ifru.ifru_mtu).ok()
+    }
+}
+
+/// Converts a kernel socket address (IPv4 or IPv6) to a std one.
+pub fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_control_round_trips_through_the_parser() {
+        let mut buf = [0u8; CONTROL_LEN];
+        let n = write_source_control(&mut buf, Some("10.1.2.3".parse().unwrap()));
+        assert!(n > 0);
+        // The parser reads ipi_addr, the writer sets ipi_spec_dst: only the
+        // framing round-trips, which is what matters here.
+        let (ip, _) = parse_control(&buf[..n]);
+        assert!(ip.is_some());
+        assert_eq!(parse_control(&[1, 2, 3]), (None, 0));
+    }
+
+    #[test]
+    fn loopback_mtu_is_known() {
+        // SAFETY: the name is a valid C string.
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert!(interface_mtu(lo).unwrap_or(0) >= 1500);
+        assert_eq!(interface_mtu(0), None);
+    }
+}
