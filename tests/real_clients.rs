@@ -266,11 +266,17 @@ fn check_atftp_oack(out: &Outcome, file: TestFile, kind: ServerKind) {
         .find(|l| l.starts_with("received OACK"))
         .unwrap_or_else(|| panic!("atftp: no OACK for {}: {}", file.name, out.describe()))
         .to_string();
-    assert!(
-        line.contains(&format!("tsize: {},", file.size)),
-        "atftp: wrong tsize for {} in `{line}`",
-        file.name
-    );
+    if file.size == 0 && kind == ServerKind::Rackboot {
+        // rackboot announces no tsize for an empty file: curl refuses an
+        // OACK saying `tsize 0` (see tftp::options).
+        assert!(!line.contains("tsize"), "atftp: tsize announced for an empty file in `{line}`");
+    } else {
+        assert!(
+            line.contains(&format!("tsize: {},", file.size)),
+            "atftp: wrong tsize for {} in `{line}`",
+            file.name
+        );
+    }
     // tftpd-hpa (the development stand-in) does not implement windowsize.
     if kind == ServerKind::Rackboot {
         assert!(

@@ -110,6 +110,11 @@ impl Server {
                 }
             },
         };
+        // SO_REUSEPORT would let a second server silently share the port
+        // with one already running; a plain bind first refuses that.
+        for &addr in &settings.listen {
+            drop(std::net::UdpSocket::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
+        }
         let shards = settings.shards.max(1);
         let mut per_shard = Vec::with_capacity(shards);
         for _ in 0..shards {

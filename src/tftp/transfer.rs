@@ -85,8 +85,8 @@ pub struct ReadTransfer {
     una: u64,
     /// Next block `poll_transmit` hands out.
     next: u64,
-    /// Highest block sent so far.
-    sent_high: u64,
+    /// One past the highest block sent so far.
+    sent_end: u64,
     /// While `una <= recover`, a gap was already answered: ACKs only slide.
     recover: Option<u64>,
     /// When the current flight began, and whether it holds resent blocks
@@ -126,7 +126,7 @@ impl ReadTransfer {
             last_block: file_len / blksize + 1,
             una: first,
             next: first,
-            sent_high: first.saturating_sub(1),
+            sent_end: first,
             recover: None,
             flight_start: now,
             flight_resent: false,
@@ -178,10 +178,10 @@ impl ReadTransfer {
         }
         let block = self.next;
         self.next += 1;
-        if block <= self.sent_high {
+        if block < self.sent_end {
             self.stats.blocks_resent += 1;
         }
-        self.sent_high = self.sent_high.max(block);
+        self.sent_end = self.sent_end.max(block + 1);
         self.stats.blocks_sent += 1;
         if self.deadline.is_none() {
             self.deadline = Some(now + self.rtt.rto());
@@ -199,10 +199,12 @@ impl ReadTransfer {
         if self.outcome.is_some() {
             return;
         }
-        // Map the 16-bit number to the absolute block at or below sent_high.
-        let back = u64::from((self.sent_high as u16).wrapping_sub(wire_block));
-        let Some(block) = self.sent_high.checked_sub(back) else { return };
-        if block < self.una || block > self.sent_high {
+        // Map the 16-bit number to the absolute block at or below the
+        // highest one sent.
+        let Some(sent_high) = self.sent_end.checked_sub(1) else { return };
+        let back = u64::from((sent_high as u16).wrapping_sub(wire_block));
+        let Some(block) = sent_high.checked_sub(back) else { return };
+        if block < self.una {
             return; // duplicate or old: never a resend
         }
         if !self.flight_resent {
@@ -217,9 +219,9 @@ impl ReadTransfer {
             return;
         }
         let in_recovery = self.recover.is_some_and(|r| self.una <= r);
-        if block < self.sent_high && !in_recovery {
+        if block < sent_high && !in_recovery {
             // The client ACKed short of what was sent: it saw a gap.
-            self.recover = Some(self.sent_high);
+            self.recover = Some(sent_high);
             self.next = self.una;
         } else {
             self.next = self.next.max(self.una);
@@ -247,7 +249,7 @@ impl ReadTransfer {
         }
         self.stats.timeouts += 1;
         self.timeouts_since_progress += 1;
-        let final_sent = self.sent_high == self.last_block;
+        let final_sent = self.sent_end > self.last_block;
         if final_sent && self.timeouts_since_progress > self.timing.final_ack_retries {
             self.outcome = Some(Outcome::CompleteUnconfirmed);
         } else if now.saturating_duration_since(self.last_progress) >= self.timing.give_up {
@@ -259,7 +261,7 @@ impl ReadTransfer {
         }
         self.rtt.back_off();
         self.next = self.una;
-        self.recover = Some(self.sent_high);
+        self.recover = self.sent_end.checked_sub(1);
         self.flight_start = now;
         self.flight_resent = true;
         self.deadline = None;
