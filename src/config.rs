@@ -103,6 +103,13 @@ pub struct FileConfig {
     pub give_up: Option<u64>,
 }
 
+/// The keys of the configuration file, for suggestions.
+const KEYS: &[&str] = &[
+    "root", "listen", "port_range", "single_port", "max_blksize", "max_window", "shards", "io",
+    "allow_upload", "max_upload", "max_transfers", "max_per_client", "user", "lowercase",
+    "case_insensitive", "disable_option", "give_up",
+];
+
 /// A configuration error, worded for the person who has to fix it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -126,15 +133,17 @@ impl FileConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(format!("{}: cannot read the configuration file: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let place = match line {
                 Some(l) => format!("{}:{l}", path.display()),
                 None => path.display().to_string(),
             };
-            let hint = if e.message().contains("unknown field") {
-                " (the keys are the command-line flags with underscores, e.g. max_blksize; see `rackboot --help`)"
-            } else {
-                ""
+            let hint = match e.span().map(|s| &text[s.start.min(text.len())..s.end.min(text.len())]) {
+                Some(key) if e.message().contains("unknown field") => match crate::suggest::closest(key, KEYS.iter().copied()) {
+                    Some(near) => format!(" (did you mean `{near}`?)"),
+                    None => " (the keys are the command-line flags with underscores; see `rackboot --help`)".into(),
+                },
+                _ => String::new(),
             };
             err(format!("{place}: {}{hint}", e.message().trim()))
         })

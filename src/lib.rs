@@ -13,5 +13,6 @@ pub mod files;
 pub mod privileges;
 pub mod reactor;
 pub mod signals;
+pub mod suggest;
 pub mod tftp;
 pub mod wire;
