@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::dhcp::{Arch, BootEntry, ProxyConfig};
 use crate::files::RootOptions;
+use crate::reactor::proxy::ProxyListen;
 use crate::reactor::{IoMode, Settings};
 use crate::wire::tftp::MAX_BLKSIZE;
 
@@ -21,63 +23,91 @@ pub const DEFAULT_ROOT: &str = "/srv/tftp";
 #[derive(Debug, Parser, Default)]
 #[command(name = "rackboot", version, about = "PXE boot appliance: proxyDHCP and TFTP in one binary")]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Configuration file (TOML; keys as the flags, dashes as underscores).
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory served over TFTP [default: /srv/tftp].
-    #[arg(long, value_name = "DIR")]
+    #[arg(global = true, long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Address to listen on for TFTP, IPv4 or IPv6, repeatable; the port
     /// defaults to 69 [default: 0.0.0.0:69].
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[arg(global = true, long, value_name = "ADDR[:PORT]")]
     pub listen: Vec<String>,
     /// Ports for transfer sockets, e.g. 30000:30999 [default: ephemeral].
-    #[arg(long, value_name = "A:B")]
+    #[arg(global = true, long, value_name = "A:B")]
     pub port_range: Option<String>,
     /// Serve every transfer from the listen port, told apart by client
     /// address (for NAT, firewalls and host networking).
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub single_port: bool,
     /// Largest block size granted [default: 65464].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(global = true, long, value_name = "BYTES")]
     pub max_blksize: Option<u16>,
     /// Largest window granted (RFC 7440) [default: 64].
-    #[arg(long, value_name = "BLOCKS")]
+    #[arg(global = true, long, value_name = "BLOCKS")]
     pub max_window: Option<u16>,
     /// Number of shards (threads) [default: one per core].
-    #[arg(long, value_name = "N")]
+    #[arg(global = true, long, value_name = "N")]
     pub shards: Option<usize>,
     /// I/O backend [default: auto].
-    #[arg(long, value_enum)]
+    #[arg(global = true, long, value_enum)]
     pub io: Option<IoMode>,
     /// Accept uploads (WRQ), stored atomically inside the root.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub allow_upload: bool,
     /// Largest upload accepted, in bytes [default: 268435456].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(global = true, long, value_name = "BYTES")]
     pub max_upload: Option<u64>,
     /// Concurrent transfers, in all [default: 10000].
-    #[arg(long, value_name = "N")]
+    #[arg(global = true, long, value_name = "N")]
     pub max_transfers: Option<usize>,
     /// Concurrent transfers per client address [default: 1000].
-    #[arg(long, value_name = "N")]
+    #[arg(global = true, long, value_name = "N")]
     pub max_per_client: Option<usize>,
     /// Drop privileges to this user once the ports are bound.
-    #[arg(long, value_name = "NAME")]
+    #[arg(global = true, long, value_name = "NAME")]
     pub user: Option<String>,
     /// Lowercase every requested file name.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub lowercase: bool,
     /// Retry a missing file name ignoring case.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub case_insensitive: bool,
     /// Options never answered, for firmware that chokes on them
     /// (blksize, tsize, timeout, windowsize); repeatable.
-    #[arg(long, value_name = "OPTION")]
+    #[arg(global = true, long, value_name = "OPTION")]
     pub disable_option: Vec<String>,
     /// Seconds without progress before a transfer is abandoned [default: 10].
-    #[arg(long, value_name = "SECS")]
+    #[arg(global = true, long, value_name = "SECS")]
     pub give_up: Option<u64>,
+    /// Answer PXE clients of this architecture with this boot file as a
+    /// proxyDHCP server, e.g. bios=pxelinux.0 or x64-uefi=ipxe.efi;
+    /// repeatable (the TOML file's [[boot]] entries say more).
+    #[arg(global = true, long, value_name = "ARCH=FILE")]
+    pub boot: Vec<String>,
+    /// What iPXE clients get instead of a boot file (a script or URL).
+    #[arg(global = true, long, value_name = "FILE|URL")]
+    pub ipxe_script: Option<String>,
+    /// Answer DHCP only on this interface.
+    #[arg(global = true, long, value_name = "NAME")]
+    pub interface: Option<String>,
+    /// Run the PXE and TFTP lines of an existing dnsmasq.conf.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub dnsmasq_conf: Option<PathBuf>,
+    /// Move the proxyDHCP ports (for tests in unprivileged setups).
+    #[arg(global = true, long, hide = true, default_value_t = 67)]
+    pub dhcp_port: u16,
+    #[arg(global = true, long, hide = true, default_value_t = 4011)]
+    pub pxe_port: u16,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the configuration without serving: boot files exist under the
+    /// root, addresses exist, ports are free.
+    Check,
 }
 
 /// The configuration file: the same keys as the flags.
@@ -101,13 +131,19 @@ pub struct FileConfig {
     pub case_insensitive: Option<bool>,
     pub disable_option: Option<Vec<String>>,
     pub give_up: Option<u64>,
+    pub interface: Option<String>,
+    pub ipxe_script: Option<String>,
+    /// `[proxy]`, `[[boot]]` and `[[mac]]`: see `dhcp::config`.
+    pub proxy: Option<crate::dhcp::ProxySettings>,
+    pub boot: Option<Vec<crate::dhcp::BootEntry>>,
+    pub mac: Option<Vec<crate::dhcp::MacOverride>>,
 }
 
 /// The keys of the configuration file, for suggestions.
 const KEYS: &[&str] = &[
     "root", "listen", "port_range", "single_port", "max_blksize", "max_window", "shards", "io",
     "allow_upload", "max_upload", "max_transfers", "max_per_client", "user", "lowercase",
-    "case_insensitive", "disable_option", "give_up",
+    "case_insensitive", "disable_option", "give_up", "interface", "ipxe_script", "proxy", "boot", "mac",
 ];
 
 /// A configuration error, worded for the person who has to fix it.
@@ -126,6 +162,9 @@ pub struct Config {
     pub root_options: RootOptions,
     pub settings: Settings,
     pub user: Option<String>,
+    /// The proxyDHCP policy's configuration, when proxyDHCP is on.
+    pub proxy: Option<ProxyConfig>,
+    pub proxy_listen: ProxyListen,
 }
 
 impl FileConfig {
@@ -172,6 +211,30 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), ConfigError> {
         return Err(bad());
     }
     Ok((a, b))
+}
+
+/// proxyDHCP is on when any boot entry is configured (file or flags).
+fn proxy_config(cli: &Cli, file: &FileConfig) -> Result<Option<ProxyConfig>, ConfigError> {
+    let mut config = ProxyConfig::default();
+    if let Some(p) = &file.proxy {
+        config.proxy = p.clone();
+    }
+    config.boot = file.boot.clone().unwrap_or_default();
+    config.mac = file.mac.clone().unwrap_or_default();
+    for spec in &cli.boot {
+        let (arch, boot_file) = spec
+            .split_once('=')
+            .ok_or_else(|| err(format!("--boot {spec}: write ARCH=FILE, e.g. bios=pxelinux.0 or x64-uefi=ipxe.efi")))?;
+        let arch: Arch = arch.trim().parse().map_err(|e| err(format!("--boot {spec}: {e}")))?;
+        config.boot.push(BootEntry::new(arch, boot_file.trim()));
+    }
+    if let Some(script) = cli.ipxe_script.clone().or(file.ipxe_script.clone()) {
+        config.proxy.ipxe_script = Some(script);
+    }
+    if config.boot.is_empty() && config.mac.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(config))
 }
 
 impl Config {
@@ -243,7 +306,14 @@ impl Config {
             lowercase: cli.lowercase || file.lowercase.unwrap_or(false),
             case_insensitive: cli.case_insensitive || file.case_insensitive.unwrap_or(false),
         };
-        Ok(Config { root, root_options, settings: s, user: cli.user.clone().or(file.user.clone()) })
+        let proxy = proxy_config(cli, &file)?;
+        let proxy_listen = ProxyListen {
+            interface: cli.interface.clone().or(file.interface.clone()),
+            dhcp_port: cli.dhcp_port,
+            pxe_port: cli.pxe_port,
+            log_replies: true,
+        };
+        Ok(Config { root, root_options, settings: s, user: cli.user.clone().or(file.user.clone()), proxy, proxy_listen })
     }
 }
 

@@ -7,8 +7,10 @@
 //! - [`reactor`]: the sharded io_uring (or epoll) event loops that move packets;
 //! - [`config`]: command line and configuration files.
 
+pub mod check;
 pub mod config;
 pub mod dhcp;
+pub mod dnsmasq_conf;
 pub mod files;
 pub mod privileges;
 pub mod reactor;

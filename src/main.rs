@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rackboot::config::{Cli, Config};
+use rackboot::config::{Cli, Command, Config};
+use rackboot::dhcp::Policy;
 use rackboot::files::{FileCache, Root};
-use rackboot::reactor::Server;
+use rackboot::reactor::{proxy, ProxyRun, Server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +18,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(&cli) {
+    let result = match cli.command {
+        Some(Command::Check) => rackboot::check::run(&cli),
+        None => serve(&cli),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rackboot: {e}");
@@ -26,7 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn serve(cli: &Cli) -> Result<(), String> {
     let config = Config::resolve(cli).map_err(|e| e.to_string())?;
     let root = Root::open(&config.root, config.root_options).map_err(|e| {
         format!(
@@ -37,11 +42,20 @@ fn run(cli: &Cli) -> Result<(), String> {
     })?;
     let shards = config.settings.shards;
     let cache = FileCache::new(root, shards);
+    let proxy_run = match &config.proxy {
+        Some(proxy_config) => {
+            let policy = Policy::new(proxy_config.clone()).map_err(|e| format!("proxyDHCP configuration: {e}"))?;
+            let sockets = proxy::bind(&config.proxy_listen).map_err(|e| format!("proxyDHCP: {e}"))?;
+            Some(ProxyRun { sockets, policy, listen: config.proxy_listen.clone() })
+        }
+        None => None,
+    };
+    let proxy_on = proxy_run.is_some();
     // SIGINT/SIGTERM are taken by sigwait below; block them before any
     // thread starts so every thread inherits the mask.
     let signals = rackboot::signals::block_termination();
     let listen = config.settings.listen.clone();
-    let server = Server::start(config.settings, cache).map_err(|e| e.to_string())?;
+    let server = Server::start(config.settings, cache, proxy_run).map_err(|e| e.to_string())?;
     if let Some(user) = &config.user {
         rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
     }
@@ -50,6 +64,14 @@ fn run(cli: &Cli) -> Result<(), String> {
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",
             config.root.display(),
             server.backend
+        );
+    }
+    if proxy_on {
+        tracing::info!(
+            "proxyDHCP on ports {} and {}{}",
+            config.proxy_listen.dhcp_port,
+            config.proxy_listen.pxe_port,
+            config.proxy_listen.interface.as_deref().map(|i| format!(" (interface {i})")).unwrap_or_default()
         );
     }
     let signal = rackboot::signals::wait(&signals, || server.any_shard_exited());

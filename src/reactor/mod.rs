@@ -3,6 +3,7 @@
 //! nothing on the data path but the read-only file mappings.
 
 pub mod epoll;
+pub mod proxy;
 pub mod shard;
 pub mod socket;
 pub mod uring;
@@ -89,13 +90,21 @@ pub fn uring_available() -> Result<(), io::Error> {
 pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<io::Result<shard::ShardStats>>>,
+    proxy: Option<std::thread::JoinHandle<proxy::ProxyStats>>,
     pub backend: IoMode,
+}
+
+/// The proxyDHCP half, bound and ready to run beside the TFTP shards.
+pub struct ProxyRun {
+    pub sockets: proxy::ProxySockets,
+    pub policy: crate::dhcp::Policy,
+    pub listen: proxy::ProxyListen,
 }
 
 impl Server {
     /// Binds every listen socket for every shard (so privileges can be
     /// dropped right after) and starts the shard threads.
-    pub fn start(settings: Settings, cache: FileCache) -> io::Result<Server> {
+    pub fn start(settings: Settings, cache: FileCache, proxy_run: Option<ProxyRun>) -> io::Result<Server> {
         let backend = match settings.io {
             IoMode::Epoll => IoMode::Epoll,
             IoMode::Uring => {
@@ -142,7 +151,16 @@ impl Server {
             })?;
             threads.push(handle);
         }
-        Ok(Server { shared, threads, backend })
+        let proxy = match proxy_run {
+            Some(run) => {
+                let shared = shared.clone();
+                Some(std::thread::Builder::new().name("proxydhcp".into()).spawn(move || {
+                    proxy::run(run.sockets, run.policy, run.listen, shared)
+                })?)
+            }
+            None => None,
+        };
+        Ok(Server { shared, threads, proxy, backend })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -159,6 +177,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(p) = self.proxy {
+            let stats = p.join().map_err(|_| io::Error::other("the proxyDHCP thread panicked"))?;
+            tracing::info!(answered = stats.answered, silent = stats.silent, "proxyDHCP stopped");
+        }
         let mut total = shard::ShardStats::default();
         for t in self.threads {
             let s = t.join().map_err(|_| io::Error::other("a shard panicked"))??;

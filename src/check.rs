@@ -1,0 +1,134 @@
+//! `rackboot check`: validates a configuration without serving. Every
+//! boot file it names must be servable from the root, every address must
+//! exist here, every port must be free.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+
+use crate::config::{Cli, Config};
+use crate::dhcp::Policy;
+use crate::files::{ResolveError, Root};
+
+/// Runs every check, prints one line per finding, fails if any is an error.
+pub fn run(cli: &Cli) -> Result<(), String> {
+    let config = Config::resolve(cli).map_err(|e| e.to_string())?;
+    let findings = check(&config);
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings.iter().filter(|f| f.starts_with("error")).count();
+    if errors > 0 {
+        return Err(format!("{errors} problem(s) found"));
+    }
+    println!("ok: configuration is ready to serve");
+    Ok(())
+}
+
+/// All findings, each starting with `ok:`, `warning:` or `error:`.
+pub fn check(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = match Root::open(&config.root, config.root_options) {
+        Ok(root) => {
+            out.push(format!("ok: TFTP root {}", config.root.display()));
+            Some(root)
+        }
+        Err(e) => {
+            out.push(format!(
+                "error: TFTP root {}: {e}; create it or choose another with --root DIR",
+                config.root.display()
+            ));
+            None
+        }
+    };
+    if let Some(proxy) = &config.proxy {
+        if let Err(e) = Policy::new(proxy.clone()) {
+            out.push(format!("error: proxyDHCP configuration: {e}"));
+        }
+        let mut files: Vec<(String, String)> =
+            proxy.boot.iter().filter(|b| !b.file.is_empty()).map(|b| (b.file.clone(), format!("{:?}", b.arch))).collect();
+        files.extend(proxy.mac.iter().map(|m| (m.file.clone(), "MAC override".to_string())));
+        if let Some(script) = &proxy.proxy.ipxe_script {
+            if !script.contains("://") {
+                files.push((script.clone(), "iPXE script".to_string()));
+            }
+        }
+        if let Some(root) = &root {
+            for (file, what) in files {
+                out.push(check_file(root, &file, &what));
+            }
+        }
+        for port in [config.proxy_listen.dhcp_port, config.proxy_listen.pxe_port] {
+            out.push(check_port(SocketAddr::from(([0, 0, 0, 0], port)), "proxyDHCP"));
+        }
+    }
+    for &addr in &config.settings.listen {
+        out.push(check_port(addr, "TFTP"));
+    }
+    out
+}
+
+fn check_file(root: &Root, file: &str, what: &str) -> String {
+    match root.open_file(file.as_bytes()) {
+        Ok(_) => format!("ok: boot file {file} ({what})"),
+        Err(ResolveError::NotFound) => {
+            let known = list_files(root.path(), 3);
+            let hint = crate::suggest::closest(file, known.iter().map(String::as_str))
+                .map(|near| format!("; did you mean {near}?"))
+                .unwrap_or_default();
+            format!("error: boot file {file} ({what}) not found under {}{hint}", root.path().display())
+        }
+        Err(e) => format!("error: boot file {file} ({what}) cannot be served: {e}"),
+    }
+}
+
+/// Paths of regular files under `dir`, relative to it, to `depth` levels.
+fn list_files(dir: &Path, depth: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
+    while let Some((path, prefix, level)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for entry in entries.flatten().take(10_000) {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && level + 1 < depth => stack.push((entry.path(), rel, level + 1)),
+                Ok(t) if t.is_file() => found.push(rel),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+fn check_port(addr: SocketAddr, what: &str) -> String {
+    match UdpSocket::bind(addr) {
+        Ok(_) => format!("ok: {what} address {addr} is free"),
+        Err(e) => format!("error: {what}: {}", crate::reactor::socket::bind_error(addr, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+
+    #[test]
+    fn reports_typo_with_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pxelinux.0"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("efi")).unwrap();
+        std::fs::write(dir.path().join("efi/grubx64.efi"), b"x").unwrap();
+        let cli = Cli {
+            root: Some(dir.path().to_path_buf()),
+            boot: vec!["bios=pxlinux.0".into(), "x64-uefi=efi/grubx64.efi".into()],
+            listen: vec!["127.0.0.1:0".into()],
+            dhcp_port: 0,
+            pxe_port: 0,
+            ..Cli::default()
+        };
+        let findings = check(&Config::resolve(&cli).unwrap());
+        let text = findings.join("\n");
+        assert!(text.contains("error: boot file pxlinux.0") && text.contains("did you mean pxelinux.0?"), "{text}");
+        assert!(text.contains("ok: boot file efi/grubx64.efi"), "{text}");
+    }
+}
