@@ -1,14 +1,544 @@
-//! The io_uring backend (being written).
+//! The io_uring backend: per shard, one ring, one multishot `recvmsg` armed
+//! on each socket and fed from a provided-buffer ring, and one `sendmsg`
+//! per packet whose iovec is the 4-byte header plus a slice of the mapped
+//! file, queued in the submission ring and submitted many at a time.
+//!
+//! A turn of the loop is one `io_uring_enter`: it submits everything the
+//! last turn queued and sleeps until a datagram arrives or the next timer
+//! is due; then the sends that completed give their slots back, every
+//! received datagram goes to the shard, and due timers run.
+//!
+//! Memory the kernel may still use is owned here until its completion:
+//! send slots (msghdr, iovecs, address, head bytes, a clone of the file's
+//! `Arc`) and receive buffers (lent to the shard for one datagram, then
+//! offered back). The ring is dropped before either (field and local
+//! order), and shutdown waits for every send and receive to complete.
+
+mod buf_ring;
+mod datagram;
+mod send_slots;
+mod token;
+mod watches;
+#[cfg(test)]
+mod tests;
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::shard::ShardCore;
-use super::Shared;
+use io_uring::opcode::{AsyncCancel, RecvMsg, RecvMsgMulti, SendMsg, Timeout};
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, squeue, IoUring, Probe};
 
-pub fn probe() -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring backend not built yet"))
+use self::buf_ring::BufRing;
+use self::datagram::RecvTemplate;
+use self::send_slots::{NoSlot, SendSlots};
+use self::token::Token;
+use self::watches::Watches;
+use super::shard::{Backend, Outgoing, ShardCore};
+use super::{Shared, MAX_WAIT};
+
+/// Sizes of one shard's ring and of the memory it lends the kernel.
+#[derive(Debug, Clone, Copy)]
+struct RingConfig {
+    /// Submission ring entries; the completion ring gets twice as many,
+    /// so a full submission ring of sends plus the receives arriving
+    /// meanwhile fit.
+    sq_entries: u32,
+    /// Sends in flight at once; no more than the submission ring holds,
+    /// so a full set of slots always fits one submit.
+    send_slots: u32,
+    /// Receive buffers (a power of two) and their size.
+    recv_buffers: u16,
+    recv_buf_len: u32,
 }
 
+impl RingConfig {
+    /// Requests and ACKs are small; uploads are capped at blksize 1468
+    /// (`UPLOAD_MAX_BLKSIZE`), and 2048-byte buffers leave 1840 bytes of
+    /// payload after the recvmsg header, the source address field and the
+    /// packet-info field. Buffers go back to the ring as soon as their
+    /// datagram is handled, so 2048 of them cover bursts of that many
+    /// datagrams between two turns (4 MiB per shard). 4096 send slots of
+    /// about 600 bytes: 2.4 MiB per shard.
+    const DEFAULT: RingConfig = RingConfig { sq_entries: 4096, send_slots: 4096, recv_buffers: 2048, recv_buf_len: 2048 };
+}
+
+const BUF_GROUP: u16 = 0;
+/// Full socket buffer = lost packet (the retransmission timer covers it),
+/// as in the epoll backend; also keeps every send's life short.
+const SEND_FLAGS: u32 = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32;
+/// How long a send waits for a free slot before its packet counts as lost.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the kernel to finish with sends and
+/// receives before leaking their memory rather than freeing it under it.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+/// Attempts at queueing one entry when the submission ring is full.
+const PUSH_ATTEMPTS: usize = 8;
+
+/// Whether this kernel and sandbox let us run the backend: ring set-up,
+/// the opcodes used, timed waits, a provided-buffer ring and a multishot
+/// receive that can be cancelled. Never panics.
+///
+/// Runs on a thread of its own: tearing a ring down leaves task work for
+/// the thread that used it, which interrupts that thread's next blocking
+/// call (EINTR), and the caller's thread has better things to wait for.
+pub fn probe() -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("io_uring-probe".into())
+        .spawn(probe_here)?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
+}
+
+fn probe_here() -> io::Result<()> {
+    // Outlive the ring (dropped in reverse order): the kernel reads them.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM.nonblocking(), None)?;
+    let template = RecvTemplate::new();
+    let mut ring = build_ring(8, 16).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::ENOSYS) => {
+                " (forbidden by a seccomp profile, or sysctl kernel.io_uring_disabled)"
+            }
+            _ => "",
+        };
+        io::Error::new(e.kind(), format!("io_uring_setup failed: {e}{hint}"))
+    })?;
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(|e| io::Error::new(e.kind(), format!("io_uring probe: {e}")))?;
+    for (code, name) in [
+        (RecvMsg::CODE, "IORING_OP_RECVMSG"),
+        (SendMsg::CODE, "IORING_OP_SENDMSG"),
+        (AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+        (Timeout::CODE, "IORING_OP_TIMEOUT"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("the kernel lacks {name}")));
+        }
+    }
+    if !ring.params().is_feature_ext_arg() {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "no timed waits (IORING_FEAT_EXT_ARG, kernel 5.11)"));
+    }
+    let bufs = BufRing::register(&ring.submitter(), BUF_GROUP, 8, 256)?;
+    let result = check_multishot(&mut ring, socket.as_raw_fd(), &template);
+    // The ring goes first: until then the kernel may use the buffers.
+    drop(ring);
+    drop(bufs);
+    result
+}
+
+/// Arms a multishot receive on an idle socket and cancels it: an old
+/// kernel refuses the arm (EINVAL), a working one reports it cancelled.
+fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io::Result<()> {
+    let recv_token = Token::Recv { key: 0, generation: 0 }.encode();
+    let recv = RecvMsgMulti::new(Fd(fd), template.as_ptr(), BUF_GROUP).build().user_data(recv_token);
+    let cancel = AsyncCancel::new(recv_token).build().user_data(Token::Cancel.encode());
+    // SAFETY: the template and the socket outlive the ring (locals of
+    // `probe` declared before it); the buffers are the group registered
+    // by `probe`, dropped after the ring. The cancel carries no pointers.
+    unsafe {
+        let mut sq = ring.submission();
+        sq.push(&recv).map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
+        sq.push(&cancel).map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
+    }
+    let timeout = Timespec::from(Duration::from_secs(1));
+    let args = SubmitArgs::new().timespec(&timeout);
+    let mut recv_result = None;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while recv_result.is_none() && Instant::now() < deadline {
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring probe: io_uring_enter: {e}"))),
+        }
+        for cqe in ring.completion() {
+            if cqe.user_data() == recv_token && !cqueue::more(cqe.flags()) {
+                recv_result = Some(cqe.result());
+            }
+        }
+    }
+    match recv_result {
+        Some(r) if r == -libc::ECANCELED => Ok(()),
+        Some(r) if r == -libc::EINVAL => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no multishot recvmsg (kernel 6.0 or later needed)",
+        )),
+        Some(r) => Err(io::Error::from_raw_os_error(-r)),
+        None => Err(io::Error::new(io::ErrorKind::TimedOut, "io_uring probe: no completion")),
+    }
+}
+
+/// A ring with the cheapest task-work mode this kernel accepts: one
+/// issuer, task work run only when we wait (no interrupts while the shard
+/// works), every queued entry submitted even if one fails.
+fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
+    let tiers: [fn(&mut io_uring::Builder); 3] = [
+        |b| {
+            b.setup_single_issuer().setup_defer_taskrun().setup_submit_all();
+        },
+        |b| {
+            b.setup_coop_taskrun().setup_submit_all();
+        },
+        |_| {},
+    ];
+    let mut last = io::Error::other("no ring set-up tried");
+    for tier in tiers {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(cq).setup_clamp();
+        tier(&mut builder);
+        match builder.build(sq) {
+            Ok(ring) => return Ok(ring),
+            // An older kernel refuses a flag it does not know: try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// The shard's side of the ring: what `ShardCore` drives through
+/// `Backend`. Receive buffers live outside it (see `run`) because the
+/// shard reads a datagram from them while it holds `&mut UringIo`.
+struct UringIo {
+    /// First field: dropped before the memory below that the kernel uses.
+    ring: IoUring,
+    slots: SendSlots,
+    watches: Watches,
+    template: RecvTemplate,
+    /// Receive completions taken off the completion ring but not yet
+    /// handed to the shard (reaped while a send waited for a slot).
+    received: Vec<cqueue::Entry>,
+    /// Sends queued in the submission ring, not submitted yet (at most).
+    queued_sends: usize,
+    shard: usize,
+}
+
+impl UringIo {
+    fn new(ring: IoUring, shard: usize, config: &RingConfig) -> UringIo {
+        UringIo {
+            ring,
+            slots: SendSlots::new(config.send_slots),
+            watches: Watches::default(),
+            template: RecvTemplate::new(),
+            received: Vec::with_capacity(usize::from(config.recv_buffers)),
+            queued_sends: 0,
+            shard,
+        }
+    }
+
+    /// Queues `entry`, submitting (and reaping) to make room when the
+    /// submission ring is full. False when it could not be queued.
+    ///
+    /// # Safety
+    /// Everything `entry` points to must stay valid until its completion.
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> bool {
+        for _ in 0..PUSH_ATTEMPTS {
+            // SAFETY: the caller keeps what `entry` points to valid.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return true;
+            }
+            if let Err(e) = self.submit() {
+                tracing::warn!("io_uring submit failed: {e}");
+            }
+            self.reap();
+        }
+        false
+    }
+
+    /// Hands every queued entry to the kernel without waiting.
+    fn submit(&mut self) -> io::Result<()> {
+        for _ in 0..PUSH_ATTEMPTS {
+            let result = self.ring.submit();
+            self.entered();
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    // The completion ring is full: make room and retry.
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) => self.reap(),
+                    _ => return Err(e),
+                },
+            }
+        }
+        Err(io::Error::other("io_uring submit kept failing"))
+    }
+
+    /// Submits what is queued and sleeps until `want` completions are
+    /// ready or `timeout` passes.
+    fn wait(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
+        let timespec = Timespec::from(timeout);
+        let args = SubmitArgs::new().timespec(&timespec);
+        let result = self.ring.submitter().submit_with_args(want, &args);
+        self.entered();
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) => Ok(()),
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    self.reap();
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// After any `io_uring_enter`: sends no longer in the submission ring
+    /// were submitted.
+    fn entered(&mut self) {
+        let left = self.ring.submission().len();
+        self.queued_sends = self.queued_sends.min(left);
+    }
+
+    /// Takes every completion off the ring: sends are finished here (slot
+    /// freed, file gate ended), receives are kept for the shard.
+    fn reap(&mut self) {
+        for cqe in self.ring.completion() {
+            match Token::decode(cqe.user_data()) {
+                Token::Send { slot } => {
+                    // A failed send is a lost packet, recovered by the
+                    // transfer's retransmission timer.
+                    if cqe.result() < 0 {
+                        tracing::trace!("send failed: {}", io::Error::from_raw_os_error(-cqe.result()));
+                    }
+                    self.slots.complete(slot, self.shard);
+                }
+                Token::Recv { .. } => self.received.push(cqe),
+                Token::Cancel | Token::Probe => {}
+            }
+        }
+    }
+
+    /// Arms the multishot receive for `token` on `fd`.
+    fn arm(&mut self, token: Token, fd: RawFd) {
+        let entry = RecvMsgMulti::new(Fd(fd), self.template.as_ptr(), BUF_GROUP).build().user_data(token.encode());
+        // SAFETY: the msghdr template is boxed in `self` and the receive
+        // buffers belong to the registered group; both outlive the ring
+        // (`ring` is dropped first, `run` drops the buffers after `self`).
+        // The kernel holds its own reference to the socket.
+        if unsafe { self.push(&entry) } {
+            self.watches.armed(token);
+        } else {
+            tracing::warn!("cannot arm a receive: the submission ring stays full");
+        }
+    }
+
+    /// Waits for a send slot to free up. False once `SLOT_WAIT` has passed
+    /// since `since`.
+    fn wait_for_slot(&mut self, since: Instant) -> bool {
+        if since.elapsed() >= SLOT_WAIT {
+            return false;
+        }
+        if let Err(e) = self.wait(1, Duration::from_millis(10)) {
+            tracing::warn!("io_uring wait failed: {e}");
+        }
+        self.reap();
+        true
+    }
+
+    /// Nothing of ours left in the kernel.
+    fn quiescent(&self) -> bool {
+        self.slots.in_flight() == 0 && self.watches.outstanding() == 0
+    }
+}
+
+impl Backend for UringIo {
+    fn watch(&mut self, key: usize, fd: RawFd) {
+        if self.watches.is_watched(key) {
+            self.unwatch(key, fd); // never two receives under one token
+        }
+        match self.watches.watch(key, fd) {
+            Some(token) => self.arm(token, fd),
+            None => tracing::warn!("endpoint key {key} too large to watch"),
+        }
+    }
+
+    fn unwatch(&mut self, key: usize, _fd: RawFd) {
+        if let Some(token) = self.watches.unwatch(key) {
+            let cancel = AsyncCancel::new(token.encode()).build().user_data(Token::Cancel.encode());
+            // SAFETY: a cancellation points to no memory.
+            if !unsafe { self.push(&cancel) } {
+                tracing::warn!("cannot cancel a receive: the submission ring stays full");
+            }
+        }
+        // The caller closes the socket right after this; the kernel looks
+        // descriptors up at submission, so sends still queued for it (a
+        // last ERROR, say) must be submitted now, while it is open.
+        if let Err(e) = self.submit() {
+            tracing::warn!("io_uring submit failed: {e}");
+        }
+    }
+
+    fn send(&mut self, packet: Outgoing<'_>) {
+        let since = Instant::now();
+        let prepared = loop {
+            match self.slots.prepare(&packet) {
+                Ok(prepared) => break Some(prepared),
+                Err(NoSlot::AllBusy) if self.wait_for_slot(since) => {}
+                Err(NoSlot::AllBusy) => {
+                    tracing::warn!(to = %packet.to, "every send slot stayed busy for {SLOT_WAIT:?}: packet dropped");
+                    break None;
+                }
+                Err(NoSlot::HeadTooLong) => {
+                    tracing::warn!(to = %packet.to, len = packet.head.len(), "packet head too long: dropped");
+                    break None;
+                }
+            }
+        };
+        let Some((slot, msg)) = prepared else {
+            if let Some((file, _)) = packet.payload {
+                file.gate().end(self.shard);
+            }
+            return;
+        };
+        let entry = SendMsg::new(Fd(packet.fd), msg).flags(SEND_FLAGS).build().user_data(Token::Send { slot }.encode());
+        // SAFETY: `msg` and the iovecs, address, control and head bytes it
+        // points to live in send slot `slot`, allocated once and never
+        // moved, and reserved until this send's completion frees it; the
+        // file bytes stay mapped through the slot's Arc<ServedFile>.
+        if unsafe { self.push(&entry) } {
+            self.queued_sends += 1;
+        } else {
+            tracing::warn!(to = %packet.to, "the submission ring stays full: packet dropped");
+            self.slots.complete(slot, self.shard);
+        }
+    }
+}
+
+/// Runs one shard until `shared.stop` is set.
 pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
-    super::epoll::run(core, shared)
+    run_with(core, shared, RingConfig::DEFAULT)
+}
+
+fn run_with(core: &mut ShardCore, shared: &Shared, config: RingConfig) -> io::Result<()> {
+    let ring = build_ring(config.sq_entries, 2 * config.sq_entries)?;
+    // Declared before `io` so it is dropped after the ring inside `io`:
+    // the kernel may write into these buffers until the ring is gone.
+    let mut bufs = BufRing::register(&ring.submitter(), BUF_GROUP, config.recv_buffers, config.recv_buf_len)?;
+    let mut io = UringIo::new(ring, core.index(), &config);
+    if io.template.overhead() >= bufs.buf_len() as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "receive buffers too small for the recvmsg header"));
+    }
+    core.start(&mut io);
+    let mut batch = Vec::with_capacity(usize::from(config.recv_buffers));
+    let result = turns(core, shared, &mut io, &mut bufs, &mut batch);
+    if let Err(e) = &result {
+        tracing::error!(shard = core.index(), "io_uring loop failed: {e}");
+    }
+    shutdown(core, io, bufs);
+    result
+}
+
+/// The loop proper, until `stop` is set or the ring fails.
+fn turns(
+    core: &mut ShardCore,
+    shared: &Shared,
+    io: &mut UringIo,
+    bufs: &mut BufRing,
+    batch: &mut Vec<cqueue::Entry>,
+) -> io::Result<()> {
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Everything the last turn queued goes out in this one enter,
+        // which then sleeps until something arrives or a timer is due.
+        // Even a zero wait enters for events: with deferred task work that
+        // is when arrived datagrams get received.
+        if io.received.is_empty() {
+            let now = Instant::now();
+            let wait = core.next_deadline().map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            // Each queued send completes during the submit (MSG_DONTWAIT),
+            // so one completion more than that is real news. Should a send
+            // not complete at once, the wait still ends on time.
+            io.wait(1 + io.queued_sends, wait)?;
+        } else {
+            io.submit()?;
+        }
+        io.reap();
+        deliver_received(core, io, bufs, batch);
+        core.on_timers(io, Instant::now());
+    }
+}
+
+/// Hands every reaped receive completion to the shard, including those
+/// reaped while the shard was sending.
+fn deliver_received(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, batch: &mut Vec<cqueue::Entry>) {
+    while !io.received.is_empty() {
+        std::mem::swap(batch, &mut io.received);
+        for cqe in batch.drain(..) {
+            on_receive(core, io, bufs, &cqe);
+        }
+    }
+}
+
+/// One completion of a multishot receive: a datagram for the shard (when
+/// its watch is current), a buffer to give back, and a re-arm when the
+/// kernel ended the receive.
+fn on_receive(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, cqe: &cqueue::Entry) {
+    let token = Token::decode(cqe.user_data());
+    let Token::Recv { key, .. } = token else { return };
+    let (result, flags) = (cqe.result(), cqe.flags());
+    let filled = usize::try_from(result).unwrap_or(0);
+    // The buffer is lent for the length of this `if` and given back to the
+    // ring when `buf` drops, whether or not the datagram is delivered.
+    if let Some(bid) = cqueue::buffer_select(flags)
+        && let Some(buf) = bufs.take(bid, filled)
+        && filled > 0
+        && io.watches.current(token).is_some()
+        && let Some((meta, payload)) = io.template.parse(buf.bytes())
+    {
+        core.on_datagram(io, key as usize, meta, payload, Instant::now());
+    }
+    if cqueue::more(flags) {
+        return;
+    }
+    // The receive is over. Re-arm if it still belongs to a watched socket
+    // and ended for a passing reason (ENOBUFS: every buffer was taken).
+    let Some(fd) = io.watches.finished(token) else { return };
+    let passing = result >= 0 || matches!(-result, libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM);
+    if passing {
+        io.arm(token, fd);
+    } else {
+        let err = io::Error::from_raw_os_error(-result);
+        tracing::warn!(key, "receive ended: {err}; this endpoint no longer receives");
+    }
+}
+
+/// Ends every transfer, cancels every receive and waits (bounded) until
+/// the kernel has finished with every send and receive.
+fn shutdown(core: &mut ShardCore, mut io: UringIo, mut bufs: BufRing) {
+    core.abort_all(&mut io, Instant::now());
+    for key in io.watches.watched_keys() {
+        io.unwatch(key, -1);
+    }
+    let deadline = Instant::now() + SHUTDOWN_WAIT;
+    let mut batch = Vec::new();
+    loop {
+        if let Err(e) = io.submit() {
+            tracing::warn!("io_uring submit failed: {e}");
+        }
+        io.reap();
+        // Every watch is gone: this only gives buffers back and counts
+        // the receives that ended.
+        deliver_received(core, &mut io, &mut bufs, &mut batch);
+        if io.quiescent() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                sends = io.slots.in_flight(),
+                receives = io.watches.outstanding(),
+                "io_uring operations still in flight at shutdown; leaking their memory"
+            );
+            // The kernel may still read or write it: never free it.
+            std::mem::forget(io);
+            std::mem::forget(bufs);
+            return;
+        }
+        if let Err(e) = io.wait(1, Duration::from_millis(10)) {
+            tracing::warn!("io_uring wait failed: {e}");
+        }
+    }
 }

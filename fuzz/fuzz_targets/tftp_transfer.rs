@@ -1,0 +1,80 @@
+//! The read transfer under any sequence of ACKs, ERRORs and clock ticks:
+//! never a block past the end of the file, never outside the window, and
+//! it always finishes once the clock runs long enough.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use rackboot::tftp::{Limits, Negotiated, ReadTransfer, Timing, Transmit};
+use rackboot::wire::tftp::Options;
+
+#[derive(Arbitrary, Debug)]
+enum Event {
+    Ack(u16),
+    /// ACK the block `n` back from the last one sent (plausible ACKs).
+    AckRecent(u8),
+    Error(u16),
+    Tick(u16),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    file_len: u32,
+    blksize: u16,
+    window: u8,
+    events: Vec<Event>,
+}
+
+fuzz_target!(|input: Input| {
+    let req = format!("blksize\0{}\0windowsize\0{}\0", input.blksize, input.window);
+    let n = Negotiated::for_read(&Options::parse(req.as_bytes()).unwrap(), &Limits::default(), 0);
+    let file_len = u64::from(input.file_len);
+    let start = Instant::now();
+    let mut now = start;
+    let mut t = ReadTransfer::new(file_len, &n, Timing::default(), now);
+    let window = u64::from(n.window);
+    let mut last_sent: u16 = 0;
+    let mut acked_offset = 0u64;
+    let check = |t: &mut ReadTransfer, now: Instant, last_sent: &mut u16, acked_offset: u64| {
+        let mut burst = 0u64;
+        while let Some(tx) = t.poll_transmit(now) {
+            if let Transmit::Data { block, offset, len } = tx {
+                assert!(offset + len as u64 <= file_len, "block past the end of the file");
+                assert!(len <= usize::from(n.blksize));
+                assert!(offset >= acked_offset, "resent an acknowledged block");
+                assert!(offset < acked_offset + window * u64::from(n.blksize) + 1, "outside the window");
+                *last_sent = block;
+            }
+            burst += 1;
+            assert!(burst <= window, "more than a window at once");
+        }
+    };
+    check(&mut t, now, &mut last_sent, acked_offset);
+    for event in input.events {
+        match event {
+            Event::Ack(b) => t.on_ack(b, now),
+            Event::AckRecent(back) => t.on_ack(last_sent.wrapping_sub(u16::from(back)), now),
+            Event::Error(code) => t.on_error(code),
+            Event::Tick(ms) => {
+                now += Duration::from_millis(u64::from(ms));
+                t.on_timeout(now);
+            }
+        }
+        acked_offset = acked_offset.max(t.bytes_acked());
+        check(&mut t, now, &mut last_sent, acked_offset.min(t.bytes_acked()));
+        if t.is_done() {
+            return;
+        }
+    }
+    // With no more input the transfer must give up in bounded time.
+    for _ in 0..1000 {
+        let Some(deadline) = t.poll_timeout() else { break };
+        now = now.max(deadline);
+        t.on_timeout(now);
+        check(&mut t, now, &mut last_sent, t.bytes_acked());
+    }
+    assert!(t.is_done(), "transfer never finished");
+    assert!(now - start < Duration::from_secs(3600));
+});
