@@ -26,7 +26,7 @@ pub fn run(cli: &Cli) -> Result<(), String> {
 
 /// All findings, each starting with `ok:`, `warning:` or `error:`.
 pub fn check(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = config.warnings.iter().map(|w| format!("warning: {w}")).collect();
     let root = match Root::open(&config.root, config.root_options) {
         Ok(root) => {
             out.push(format!("ok: TFTP root {}", config.root.display()));
@@ -44,17 +44,20 @@ pub fn check(config: &Config) -> Vec<String> {
         if let Err(e) = Policy::new(proxy.clone()) {
             out.push(format!("error: proxyDHCP configuration: {e}"));
         }
-        let mut files: Vec<(String, String)> =
-            proxy.boot.iter().filter(|b| !b.file.is_empty()).map(|b| (b.file.clone(), format!("{:?}", b.arch))).collect();
-        files.extend(proxy.mac.iter().map(|m| (m.file.clone(), "MAC override".to_string())));
-        if let Some(script) = &proxy.proxy.ipxe_script {
-            if !script.contains("://") {
-                files.push((script.clone(), "iPXE script".to_string()));
-            }
+        // Each file once, with every use of it.
+        let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for b in proxy.boot.iter().filter(|b| !b.file.is_empty()) {
+            files.entry(b.file.clone()).or_default().push(format!("{:?}", b.arch));
+        }
+        for m in &proxy.mac {
+            files.entry(m.file.clone()).or_default().push("MAC override".into());
+        }
+        if let Some(script) = proxy.proxy.ipxe_script.as_ref().filter(|s| !s.contains("://")) {
+            files.entry(script.clone()).or_default().push("iPXE script".into());
         }
         if let Some(root) = &root {
-            for (file, what) in files {
-                out.push(check_file(root, &file, &what));
+            for (file, uses) in files {
+                out.push(check_file(root, &file, &uses.join(", ")));
             }
         }
         for port in [config.proxy_listen.dhcp_port, config.proxy_listen.pxe_port] {
@@ -130,5 +133,28 @@ mod tests {
         let text = findings.join("\n");
         assert!(text.contains("error: boot file pxlinux.0") && text.contains("did you mean pxelinux.0?"), "{text}");
         assert!(text.contains("ok: boot file efi/grubx64.efi"), "{text}");
+    }
+
+    #[test]
+    fn users_dnsmasq_conf_typo_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pxelinux.0"), b"x").unwrap();
+        std::fs::write(dir.path().join("grubx64.efi"), b"x").unwrap();
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dnsmasq/user-proxy.conf");
+        let cli = Cli {
+            dnsmasq_conf: Some(conf),
+            root: Some(dir.path().to_path_buf()),
+            listen: vec!["127.0.0.1:0".into()],
+            dhcp_port: 0,
+            pxe_port: 0,
+            ..Cli::default()
+        };
+        let config = Config::resolve(&cli).unwrap();
+        assert!(config.proxy.is_some(), "dhcp-range=...,proxy turns the proxy on");
+        let text = check(&config).join("\n");
+        assert!(text.contains("ok: boot file pxelinux.0 (Bios)"), "{text}");
+        assert!(text.contains("ok: boot file grubx64.efi (X64Uefi)"), "{text}");
+        assert_eq!(text.matches("error: boot file pxlinux.0").count(), 1, "{text}");
+        assert!(text.contains("did you mean pxelinux.0?"), "{text}");
     }
 }

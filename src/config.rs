@@ -165,6 +165,8 @@ pub struct Config {
     /// The proxyDHCP policy's configuration, when proxyDHCP is on.
     pub proxy: Option<ProxyConfig>,
     pub proxy_listen: ProxyListen,
+    /// Things in the imported configuration rackboot does not run.
+    pub warnings: Vec<String>,
 }
 
 impl FileConfig {
@@ -213,14 +215,47 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), ConfigError> {
     Ok((a, b))
 }
 
-/// proxyDHCP is on when any boot entry is configured (file or flags).
-fn proxy_config(cli: &Cli, file: &FileConfig) -> Result<Option<ProxyConfig>, ConfigError> {
-    let mut config = ProxyConfig::default();
+/// The TFTP side of an imported dnsmasq.conf: no `enable-tftp` means
+/// another server does TFTP, so rackboot only answers DHCP.
+fn apply_dnsmasq_tftp(d: &crate::dnsmasq_conf::Imported, s: &mut Settings, warnings: &mut Vec<String>) {
+    let t = &d.tftp;
+    if !t.enabled {
+        s.listen.clear();
+        warnings.push("no enable-tftp in the dnsmasq configuration: TFTP is off, proxyDHCP only".into());
+        return;
+    }
+    if !d.listen_addresses.is_empty() {
+        s.listen = d.listen_addresses.iter().map(|&ip| SocketAddr::new(ip, 69)).collect();
+    }
+    if let Some(max) = t.max {
+        s.max_transfers = max.max(1);
+    }
+    s.port_range = t.port_range.or(s.port_range);
+    s.single_port |= t.single_port;
+    if t.no_blocksize {
+        s.limits.blksize = false;
+    }
+    if let Some(mtu) = t.mtu {
+        s.limits.max_blksize = crate::tftp::options::blksize_for_mtu(mtu, false);
+    }
+}
+
+/// proxyDHCP is on when any boot entry is configured (TOML, flags, or a
+/// dnsmasq.conf with a proxy dhcp-range).
+fn proxy_config(
+    cli: &Cli,
+    file: &FileConfig,
+    dnsmasq: Option<&crate::dnsmasq_conf::Imported>,
+) -> Result<Option<ProxyConfig>, ConfigError> {
+    let mut config = match dnsmasq {
+        Some(d) if d.proxy_enabled => d.proxy.clone(),
+        _ => ProxyConfig::default(),
+    };
     if let Some(p) = &file.proxy {
         config.proxy = p.clone();
     }
-    config.boot = file.boot.clone().unwrap_or_default();
-    config.mac = file.mac.clone().unwrap_or_default();
+    config.boot.extend(file.boot.clone().unwrap_or_default());
+    config.mac.extend(file.mac.clone().unwrap_or_default());
     for spec in &cli.boot {
         let (arch, boot_file) = spec
             .split_once('=')
@@ -244,7 +279,16 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        let dnsmasq = match &cli.dnsmasq_conf {
+            Some(path) => Some(crate::dnsmasq_conf::import(path).map_err(|e| err(e.to_string()))?),
+            None => None,
+        };
         let mut s = Settings::default();
+        let mut warnings = Vec::new();
+        if let Some(d) = &dnsmasq {
+            warnings.extend(d.warnings.iter().map(|w| w.to_string()));
+            apply_dnsmasq_tftp(d, &mut s, &mut warnings);
+        }
         let listen = if cli.listen.is_empty() { file.listen.clone().unwrap_or_default() } else { cli.listen.clone() };
         if !listen.is_empty() {
             s.listen = listen.iter().map(|l| parse_listen(l)).collect::<Result<_, _>>()?;
@@ -301,19 +345,42 @@ impl Config {
                 }
             }
         }
-        let root = cli.root.clone().or(file.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        let imported_tftp = dnsmasq.as_ref().map(|d| &d.tftp);
+        let root = cli
+            .root
+            .clone()
+            .or(file.root.clone())
+            .or(imported_tftp.and_then(|t| t.root.clone()))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
         let root_options = RootOptions {
-            lowercase: cli.lowercase || file.lowercase.unwrap_or(false),
+            lowercase: cli.lowercase || file.lowercase.unwrap_or(false) || imported_tftp.is_some_and(|t| t.lowercase),
             case_insensitive: cli.case_insensitive || file.case_insensitive.unwrap_or(false),
+            owned_only: imported_tftp.is_some_and(|t| t.secure),
         };
-        let proxy = proxy_config(cli, &file)?;
+        let proxy = proxy_config(cli, &file, dnsmasq.as_ref())?;
+        let imported_interface = dnsmasq.as_ref().and_then(|d| d.interfaces.first().cloned());
+        if dnsmasq.as_ref().is_some_and(|d| d.interfaces.len() > 1) {
+            warnings.push(format!(
+                "interface: rackboot answers DHCP on one interface; using {} (or on all: remove the interface lines)",
+                imported_interface.as_deref().unwrap_or("")
+            ));
+        }
         let proxy_listen = ProxyListen {
-            interface: cli.interface.clone().or(file.interface.clone()),
+            interface: cli.interface.clone().or(file.interface.clone()).or(imported_interface),
             dhcp_port: cli.dhcp_port,
             pxe_port: cli.pxe_port,
-            log_replies: true,
+            log_replies: dnsmasq.as_ref().is_none_or(|d| d.log_dhcp),
+            subnets: dnsmasq.as_ref().map(|d| d.proxy_ranges.iter().map(|r| (r.network, r.netmask)).collect()).unwrap_or_default(),
         };
-        Ok(Config { root, root_options, settings: s, user: cli.user.clone().or(file.user.clone()), proxy, proxy_listen })
+        Ok(Config {
+            root,
+            root_options,
+            settings: s,
+            user: cli.user.clone().or(file.user.clone()),
+            proxy,
+            proxy_listen,
+            warnings,
+        })
     }
 }
 

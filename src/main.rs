@@ -33,6 +33,9 @@ fn main() -> ExitCode {
 
 fn serve(cli: &Cli) -> Result<(), String> {
     let config = Config::resolve(cli).map_err(|e| e.to_string())?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let root = Root::open(&config.root, config.root_options).map_err(|e| {
         format!(
             "TFTP root {}: {e}; create it (mkdir -p {}) or choose another with --root DIR",

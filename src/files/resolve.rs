@@ -30,6 +30,9 @@ pub struct RootOptions {
     pub lowercase: bool,
     /// When a name is not found as given, look for it ignoring ASCII case.
     pub case_insensitive: bool,
+    /// Serve only files owned by the user the server runs as (dnsmasq's
+    /// `tftp-secure`).
+    pub owned_only: bool,
 }
 
 /// The directory served, opened once.
@@ -63,13 +66,22 @@ impl Root {
         if self.options.lowercase {
             name.make_ascii_lowercase();
         }
-        match open_beneath(&self.dir, &name) {
+        let (file, name) = match open_beneath(&self.dir, &name) {
             Err(ResolveError::NotFound) if self.options.case_insensitive => {
                 let found = self.find_ignoring_case(&name).ok_or(ResolveError::NotFound)?;
-                Ok((open_beneath(&self.dir, &found)?, found))
+                (open_beneath(&self.dir, &found)?, found)
             }
-            other => other.map(|f| (f, name)),
+            other => (other?, name),
+        };
+        if self.options.owned_only {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if file.metadata().map(|m| m.uid()).ok() != Some(me) {
+                return Err(ResolveError::Refused);
+            }
         }
+        Ok((file, name))
     }
 
     /// Path of a new file for an upload: the normalised name, which must

@@ -124,7 +124,8 @@ impl Server {
         for &addr in &settings.listen {
             drop(std::net::UdpSocket::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
         }
-        let shards = settings.shards.max(1);
+        // No listen address: TFTP is off (another server does it).
+        let shards = if settings.listen.is_empty() { 0 } else { settings.shards.max(1) };
         let mut per_shard = Vec::with_capacity(shards);
         for _ in 0..shards {
             let sockets = settings.listen.iter().map(|&a| socket::bind_listen(a)).collect::<io::Result<Vec<_>>>()?;

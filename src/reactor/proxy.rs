@@ -28,11 +28,15 @@ pub struct ProxyListen {
     pub pxe_port: u16,
     /// Log every reply at info (dnsmasq's log-dhcp); otherwise at debug.
     pub log_replies: bool,
+    /// Answer only on interfaces whose address lies in one of these
+    /// networks (dnsmasq's `dhcp-range=NET,proxy[,MASK]`; without a mask,
+    /// the interface's own). Empty: answer everywhere.
+    pub subnets: Vec<(Ipv4Addr, Option<Ipv4Addr>)>,
 }
 
 impl Default for ProxyListen {
     fn default() -> Self {
-        ProxyListen { interface: None, dhcp_port: 67, pxe_port: 4011, log_replies: true }
+        ProxyListen { interface: None, dhcp_port: 67, pxe_port: 4011, log_replies: true, subnets: Vec::new() }
     }
 }
 
@@ -148,6 +152,11 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
             }
             let socket = if port == ServerPort::Pxe { &sockets.pxe } else { &sockets.dhcp };
             while let Some((len, arrival)) = recv(socket, &mut buf) {
+                if !serves_subnet(&settings.subnets, arrival.local) {
+                    stats.silent += 1;
+                    tracing::debug!(client = %arrival.from, via = %arrival.local, "proxyDHCP: interface outside the proxy ranges");
+                    continue;
+                }
                 let request = Request { bytes: &buf[..len], port, source: arrival.from, local_addr: arrival.local };
                 match policy.answer(&request, &mut out) {
                     Ok(reply) => {
@@ -177,6 +186,45 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
         }
     }
     stats
+}
+
+/// Whether requests arriving on the interface with address `local` are
+/// ours to answer.
+fn serves_subnet(subnets: &[(Ipv4Addr, Option<Ipv4Addr>)], local: Ipv4Addr) -> bool {
+    subnets.is_empty()
+        || subnets.iter().any(|&(network, mask)| {
+            let Some(mask) = mask.or_else(|| interface_netmask(local)) else { return false };
+            let mask = u32::from(mask);
+            u32::from(network) & mask == u32::from(local) & mask
+        })
+}
+
+/// The netmask of the interface that holds `address`.
+fn interface_netmask(address: Ipv4Addr) -> Option<Ipv4Addr> {
+    let mut found = None;
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once;
+    // each sockaddr is checked for AF_INET before being read as sockaddr_in.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && !ifa.ifa_netmask.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET {
+                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                if Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)) == address {
+                    let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                    found = Some(Ipv4Addr::from(u32::from_be(mask.sin_addr.s_addr)));
+                    break;
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
 }
 
 fn reply_destination(reply: &Reply) -> SocketAddrV4 {
