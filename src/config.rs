@@ -309,11 +309,10 @@ impl Config {
             }
             s.limits.max_window = w;
         }
-        if let Some(n) = cli.shards.or(file.shards) {
-            if n > 0 {
+        if let Some(n) = cli.shards.or(file.shards)
+            && n > 0 {
                 s.shards = n;
             }
-        }
         s.io = cli.io.or(file.io).unwrap_or_default();
         s.allow_upload = cli.allow_upload || file.allow_upload.unwrap_or(false);
         if let Some(m) = cli.max_upload.or(file.max_upload) {

@@ -123,7 +123,7 @@ fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
     let client_timeout = Duration::from_millis(500);
     let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut events: Vec<Option<Event>> = Vec::new();
-    let mut push = |q: &mut BinaryHeap<_>, ev: &mut Vec<Option<Event>>, at: Instant, e: Event| {
+    let push = |q: &mut BinaryHeap<_>, ev: &mut Vec<Option<Event>>, at: Instant, e: Event| {
         ev.push(Some(e));
         q.push(Reverse((at, ev.len() as u64 - 1)));
     };

@@ -129,11 +129,10 @@ impl FileCache {
         let identity = Identity::of(&file).map_err(|_| ResolveError::NotFound)?;
         let key = (identity.dev, identity.ino);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
-            if existing.identity == identity && !existing.gate.is_revoked() {
+        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade)
+            && existing.identity == identity && !existing.gate.is_revoked() {
                 return Ok(existing);
             }
-        }
         let served = Arc::new(self.load(file, name, identity)?);
         if entries.len() > 1024 {
             entries.retain(|_, w| w.strong_count() > 0);
@@ -152,11 +151,10 @@ impl FileCache {
                 // SAFETY: the lease guarantees no one writes or truncates the
                 // file without our consent (see `lease`); the mapping is only
                 // handed to the kernel for sends, never read by us.
-                if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-                    if Identity::of(&file).ok() == Some(identity) {
+                if let Ok(map) = unsafe { memmap2::Mmap::map(&file) }
+                    && Identity::of(&file).ok() == Some(identity) {
                         return Ok(ServedFile { name, identity, contents: Contents::Mapped(map), gate, leased: Some(file) });
                     }
-                }
                 watcher.forget(file.as_raw_fd());
             } else {
                 tracing::debug!(file = %name, "no lease on file: serving a private copy");

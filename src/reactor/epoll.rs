@@ -113,8 +113,8 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
             }
             return Err(err);
         }
-        for i in 0..n as usize {
-            let key = events[i].u64 as usize;
+        for event in &events[..n as usize] {
+            let key = event.u64 as usize;
             for _ in 0..RECV_BUDGET {
                 let Some(&fd) = io.fds.get(key).filter(|&&fd| fd >= 0) else { break };
                 let Some((len, meta)) = recv(fd, &mut buf, &mut control) else { break };

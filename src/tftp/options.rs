@@ -103,11 +103,10 @@ impl Negotiated {
                     n.window = v.min(u64::from(limits.max_window.max(1))) as u16;
                     n.window_accepted = true;
                 }
-            } else if name.eq_ignore_ascii_case(b"timeout") && limits.timeout {
-                if (1..=255).contains(&v) {
+            } else if name.eq_ignore_ascii_case(b"timeout") && limits.timeout
+                && (1..=255).contains(&v) {
                     n.timeout = Some(v as u8);
                 }
-            }
         }
         n
     }
@@ -166,6 +165,7 @@ impl std::fmt::Display for Negotiated {
 }
 
 #[cfg(test)]
+#[allow(clippy::octal_escapes)] // "\0" then digits: NUL-separated option strings
 mod tests {
     use super::*;
     use crate::wire::tftp::Packet;

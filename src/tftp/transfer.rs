@@ -269,6 +269,7 @@ impl ReadTransfer {
 }
 
 #[cfg(test)]
+#[allow(clippy::octal_escapes)] // "\0" then digits: NUL-separated option strings
 mod tests {
     use super::*;
     use crate::tftp::options::Limits;

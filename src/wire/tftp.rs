@@ -328,6 +328,7 @@ pub fn emit_request(
 }
 
 #[cfg(test)]
+#[allow(clippy::octal_escapes)] // "\0" then digits: NUL-separated strings
 mod tests {
     use super::*;
 
