@@ -1,0 +1,296 @@
+//! rackboot-load: simulated PXE clients against any TFTP server, for
+//! benchmark runs and for checking a server before a rack boots from it.
+//!
+//! One thread drives thousands of clients over non-blocking UDP sockets
+//! (see `engine`); each client is a small sans-IO state machine (`client`)
+//! following a plan (`scenario`); `report` prints the summary and writes
+//! JSON and SVG. The exit code is 0 only if every client succeeded.
+//!
+//! ```text
+//! rackboot-load --server 127.0.0.1:6969 --scenario pxelinux --clients 200 \
+//!     --verify-dir /srv/tftp --json run.json --svg run.svg --progress
+//! rackboot-load --server 127.0.0.1:6969 --file big.img --clients 16 \
+//!     --blksize 1468 --windowsize 16 --tsize --repeat-for 10
+//! rackboot-load --server 127.0.0.1:6969 --scenario abandon --file big.img \
+//!     --clients 5000 --duration 10 --source-ips 127.0.0.2-127.0.0.254
+//! ```
+
+mod client;
+mod engine;
+mod report;
+mod scenario;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use client::{Ask, Retry};
+use scenario::{LocalFiles, Params, Scenario};
+
+/// The block size pxelinux asks for.
+const PXELINUX_BLKSIZE: u16 = 1408;
+/// Most source addresses `--source-ips` may name.
+const MAX_SOURCES: u32 = 65_536;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rackboot-load",
+    version,
+    about = "Simulated PXE/TFTP clients against a TFTP server: throughput, completion times, failures"
+)]
+struct Cli {
+    /// The TFTP server to load.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: SocketAddr,
+    /// Simulated clients in all.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    clients: usize,
+    /// Clients running at once [default: all of them].
+    #[arg(long, value_name = "C")]
+    concurrency: Option<usize>,
+    /// What each client does.
+    #[arg(long, value_enum, default_value_t = Scenario::File)]
+    scenario: Scenario,
+    /// File for the `file` and `abandon` scenarios.
+    #[arg(long, value_name = "NAME")]
+    file: Option<String>,
+    /// Block size to ask for; 0 asks for none [default: 1408 for pxelinux,
+    /// none otherwise].
+    #[arg(long, value_name = "BYTES")]
+    blksize: Option<u16>,
+    /// Window size to ask for (RFC 7440) [default: none, lock-step].
+    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u16).range(1..))]
+    windowsize: Option<u16>,
+    /// Ask for tsize (always done by the pxelinux scenario, as pxelinux does).
+    #[arg(long)]
+    tsize: bool,
+    /// Kernel fetched at the end of the pxelinux scenario.
+    #[arg(long, default_value = "vmlinuz", value_name = "NAME")]
+    kernel: String,
+    /// Initrd fetched after the kernel.
+    #[arg(long, default_value = "initrd.img", value_name = "NAME")]
+    initrd: String,
+    /// Skip the kernel and initrd in the pxelinux scenario.
+    #[arg(long)]
+    no_kernel: bool,
+    /// Local copy of the server's root: every block is compared with it.
+    /// Without it, only the length is checked against tsize.
+    #[arg(long, value_name = "DIR")]
+    verify_dir: Option<PathBuf>,
+    /// Spread client starts evenly over this many seconds [default: 10 for
+    /// abandon, 0 (all at once) otherwise].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Clients start their plan over until this many seconds have passed
+    /// (for steady-state measurements); percentiles are per pass.
+    #[arg(long, value_name = "SECS")]
+    repeat_for: Option<f64>,
+    /// Hard stop: after this many seconds everything ends and unfinished
+    /// clients count as failed.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    duration_limit: f64,
+    /// Client retry interval: silence after which the RRQ or last ACK is sent again.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    timeout_ms: u64,
+    /// Retransmissions in a row before a transfer fails.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    retries: u32,
+    /// Write the summary as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a picture: throughput over time and completion-time CDF.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Source addresses to spread clients over, e.g. 127.0.0.2-127.0.0.254
+    /// (comma-separated addresses or ranges) [default: any].
+    #[arg(long, value_name = "A-B")]
+    source_ips: Option<String>,
+    /// A live progress line on stderr.
+    #[arg(long)]
+    progress: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("rackboot-load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the load; `Ok(true)` when every client succeeded.
+fn run(cli: &Cli) -> Result<bool, String> {
+    let seconds = |name: &str, v: f64| {
+        if (0.0..1e7).contains(&v) {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!("--{name} {v}: expected a number of seconds"))
+        }
+    };
+    if cli.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    let pxelinux = cli.scenario == Scenario::Pxelinux;
+    let ask = Ask {
+        blksize: match cli.blksize {
+            Some(0) => None,
+            Some(b) if b < 8 => return Err(format!("--blksize {b}: RFC 2348 allows 8 to 65464")),
+            Some(b) => Some(b.min(65464)),
+            None => pxelinux.then_some(PXELINUX_BLKSIZE),
+        },
+        windowsize: cli.windowsize,
+        tsize: cli.tsize || pxelinux,
+    };
+    let spread = match (cli.duration, cli.scenario) {
+        (Some(d), _) => seconds("duration", d)?,
+        (None, Scenario::Abandon) => Duration::from_secs(10),
+        (None, _) => Duration::ZERO,
+    };
+    let settings = engine::Settings {
+        server: cli.server,
+        concurrency: cli.concurrency.unwrap_or(cli.clients).max(1),
+        sources: match &cli.source_ips {
+            Some(text) => parse_sources(text, cli.server)?,
+            None => Vec::new(),
+        },
+        spread,
+        repeat_for: cli.repeat_for.map(|r| seconds("repeat-for", r)).transpose()?,
+        limit: seconds("duration-limit", cli.duration_limit)?,
+        ask,
+        retry: Retry { interval: Duration::from_millis(cli.timeout_ms.max(1)), max: cli.retries },
+        progress: cli.progress,
+    };
+    let params = Params {
+        scenario: cli.scenario,
+        file: cli.file.clone(),
+        kernel: (!cli.no_kernel).then(|| cli.kernel.clone()),
+        initrd: (!cli.no_kernel).then(|| cli.initrd.clone()),
+    };
+    let mut local = LocalFiles::new(cli.verify_dir.clone());
+    let plans = (0..cli.clients).map(|i| scenario::plan(&params, &mut local, i)).collect::<Result<Vec<_>, _>>()?;
+    drop(local);
+    raise_fd_limit();
+
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let mut rec = report::Recorder::new(start);
+    engine::run(&settings, plans, &mut rec, start).map_err(|e| format!("event loop: {e}"))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+
+    let scenario = format!("{:?}", cli.scenario).to_lowercase();
+    let info = report::RunInfo {
+        scenario: scenario.clone(),
+        server: cli.server.to_string(),
+        clients: cli.clients,
+        concurrency: settings.concurrency,
+    };
+    let summary = rec.summary(info, elapsed, cpu);
+    print!("{}", summary.text());
+    if let Some(path) = &cli.json {
+        std::fs::write(path, summary.to_json()).map_err(|e| format!("--json {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &cli.svg {
+        let title = format!("rackboot-load {scenario}: {} clients against {}", cli.clients, cli.server);
+        std::fs::write(path, rec.svg(&title)).map_err(|e| format!("--svg {}: {e}", path.display()))?;
+    }
+    Ok(summary.failed == 0 && summary.ok == cli.clients as u64)
+}
+
+/// Parses `A-B`, `A` or a comma-separated list of them (IPv4 ranges; single
+/// IPv6 addresses). Each must be of the server's address family.
+fn parse_sources(text: &str, server: SocketAddr) -> Result<Vec<IpAddr>, String> {
+    let bad = |why: &str| format!("--source-ips {text}: {why}; write e.g. 127.0.0.2-127.0.0.254");
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: Ipv4Addr = a.trim().parse().map_err(|_| bad("not an IPv4 range"))?;
+                let b: Ipv4Addr = b.trim().parse().map_err(|_| bad("not an IPv4 range"))?;
+                let (a, b) = (u32::from(a), u32::from(b));
+                if a > b || b - a >= MAX_SOURCES {
+                    return Err(bad("the range is reversed or larger than 65536 addresses"));
+                }
+                out.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+            }
+            None => out.push(part.parse().map_err(|_| bad("not an address"))?),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no address given"));
+    }
+    if out.iter().any(|ip| ip.is_ipv4() != server.is_ipv4()) {
+        return Err(bad("source and server addresses must be of the same family"));
+    }
+    Ok(out)
+}
+
+/// Each running transfer holds a socket: allow as many as the hard limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read or write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// User plus system CPU time of this process so far (getrusage).
+fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage writes only into it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_ranges() {
+        let v4: SocketAddr = "127.0.0.1:69".parse().unwrap();
+        let ips = parse_sources("127.0.0.2-127.0.0.254", v4).unwrap();
+        assert_eq!(ips.len(), 253);
+        assert_eq!(ips[0], "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_sources("127.0.0.5, 127.0.1.1-127.0.1.2", v4).unwrap().len(), 3);
+        assert!(parse_sources("127.0.0.9-127.0.0.2", v4).is_err());
+        assert!(parse_sources("::1", v4).is_err());
+        assert!(parse_sources("", v4).is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        let cli = Cli::try_parse_from([
+            "rackboot-load",
+            "--server",
+            "127.0.0.1:6969",
+            "--scenario",
+            "pxelinux",
+            "--clients",
+            "200",
+            "--verify-dir",
+            "/tmp",
+            "--json",
+            "x.json",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::Pxelinux);
+        assert!(Cli::try_parse_from(["rackboot-load", "--server", "127.0.0.1:69", "--windowsize", "0"]).is_err());
+    }
+}
