@@ -12,6 +12,7 @@ pub mod config;
 pub mod dhcp;
 pub mod dnsmasq_conf;
 pub mod files;
+pub mod limits;
 pub mod privileges;
 pub mod reactor;
 pub mod signals;

@@ -43,6 +43,17 @@ fn serve(cli: &Cli) -> Result<(), String> {
             config.root.display()
         )
     })?;
+    // Each transfer holds one socket (files are shared); keep headroom for
+    // the files themselves and the requests being opened.
+    let open_files = rackboot::limits::raise_open_files();
+    let fits = open_files.saturating_sub(256) as usize;
+    if fits < config.settings.max_transfers {
+        tracing::warn!(
+            "the open-file limit ({open_files}) allows about {fits} concurrent transfers, below --max-transfers {}; \
+             raise it (ulimit -Hn, LimitNOFILE=) for more",
+            config.settings.max_transfers
+        );
+    }
     let shards = config.settings.shards;
     let cache = FileCache::new(root, shards);
     let proxy_run = match &config.proxy {

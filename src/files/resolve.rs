@@ -22,6 +22,9 @@ pub enum ResolveError {
     /// The file is being written right now and could not be read whole.
     #[error("File is being changed, try again")]
     Busy,
+    /// The process ran out of file descriptors (or the system did).
+    #[error("Server busy, try again")]
+    Overloaded,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,6 +172,7 @@ fn open_beneath_flags(dir: &OwnedFd, name: &str, flags: i32) -> Result<File, Res
     if fd < 0 {
         return Err(match io::Error::last_os_error().raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => ResolveError::NotFound,
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => ResolveError::Overloaded,
             // EXDEV: the path tried to leave the root; EACCES/EPERM/ELOOP...
             _ => ResolveError::Refused,
         });

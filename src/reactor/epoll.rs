@@ -100,6 +100,9 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
             core.abort_all(&mut io, Instant::now());
             return Ok(());
         }
+        if shared.draining.load(Ordering::Relaxed) && core.is_listening() {
+            core.stop_listening(&mut io);
+        }
         let now = Instant::now();
         let wait = core.next_deadline().map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
         // Round up so a sub-millisecond deadline does not spin.

@@ -98,8 +98,11 @@ pub struct ShardCore {
     index: usize,
     shared: Arc<Shared>,
     endpoints: Slab<Endpoint>,
-    /// Single-port mode: transfers told apart by client address.
-    by_peer: HashMap<SocketAddr, usize>,
+    /// Transfers by client address: how single-port mode tells them apart,
+    /// and how a retransmitted request is recognised.
+    peers: HashMap<SocketAddr, usize>,
+    /// Whether the listen sockets are still open (closed when draining).
+    listening: bool,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     ports: PortPicker,
     mtu_cache: HashMap<u32, u32>,
@@ -120,7 +123,8 @@ impl ShardCore {
             index,
             shared,
             endpoints,
-            by_peer: HashMap::new(),
+            peers: HashMap::new(),
+            listening: true,
             timers: BinaryHeap::new(),
             ports,
             mtu_cache: HashMap::new(),
@@ -155,12 +159,29 @@ impl ShardCore {
     pub fn on_datagram(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
         let Some(endpoint) = self.endpoints.get(key) else { return };
         let listen_key = match endpoint {
-            Endpoint::Listen { .. } => match self.by_peer.get(&meta.from) {
-                Some(&transfer) => return self.on_transfer_packet(io, transfer, meta, bytes, now),
-                None => key,
-            },
+            Endpoint::Listen { .. } => key,
             Endpoint::Transfer(_) => return self.on_transfer_packet(io, key, meta, bytes, now),
         };
+        if let Some(&transfer) = self.peers.get(&meta.from) {
+            let is_request = matches!(bytes.get(..2), Some([0, 1]) | Some([0, 2]));
+            if !is_request && self.shared.settings.single_port {
+                return self.on_transfer_packet(io, transfer, meta, bytes, now);
+            }
+            if is_request {
+                if self.is_retransmitted_request(transfer, bytes) {
+                    tracing::debug!(client = %meta.from, "retransmitted request ignored: its transfer is running");
+                    return;
+                }
+                // The client moved on (its last ACK may have been lost).
+                let outcome = match self.endpoints.get(transfer) {
+                    Some(Endpoint::Transfer(t)) if matches!(&t.kind, Kind::Read { machine, .. } if machine.all_sent()) => {
+                        Outcome::CompleteUnconfirmed
+                    }
+                    _ => Outcome::Superseded,
+                };
+                self.finish(io, transfer, outcome, now);
+            }
+        }
         match Packet::parse(bytes) {
             Ok(Packet::Rrq(req)) => self.start_read(io, listen_key, meta, req, now),
             Ok(Packet::Wrq(req)) => self.start_write(io, listen_key, meta, req, now),
@@ -181,6 +202,39 @@ impl ShardCore {
                 }
             }
         }
+    }
+
+    /// Whether `bytes` repeats the request that started `transfer`: same
+    /// file, and that transfer has not sent its last block yet.
+    fn is_retransmitted_request(&self, transfer: usize, bytes: &[u8]) -> bool {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get(transfer) else { return false };
+        let (Ok(Packet::Rrq(req)) | Ok(Packet::Wrq(req))) = Packet::parse(bytes) else { return false };
+        let Ok(name) = crate::files::resolve::normalise(req.filename) else { return false };
+        match &t.kind {
+            Kind::Read { machine, file, .. } => name == file.name() && !machine.all_sent(),
+            Kind::Write(up) => name == up.name,
+        }
+    }
+
+    /// Draining: close the listen sockets so a new server can bind them,
+    /// while running transfers finish on their own sockets. In single-port
+    /// mode the listen sockets carry those transfers and stay open.
+    pub fn stop_listening(&mut self, io: &mut impl Backend) {
+        if !self.listening || self.shared.settings.single_port {
+            return;
+        }
+        self.listening = false;
+        let keys: Vec<usize> =
+            self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Listen { .. })).map(|(k, _)| k).collect();
+        for key in keys {
+            if let Endpoint::Listen { socket, .. } = self.endpoints.remove(key) {
+                io.unwatch(key, socket.as_raw_fd());
+            }
+        }
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.listening && !self.shared.settings.single_port
     }
 
     fn on_transfer_packet(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
@@ -381,12 +435,12 @@ impl ShardCore {
         };
         let transfer = Transfer { socket, send_fd, source, peer: meta.from, started: now, scheduled: None, kind };
         let key = self.endpoints.insert(Endpoint::Transfer(Box::new(transfer)));
-        match self.endpoints.get(key) {
-            Some(Endpoint::Transfer(t)) if t.socket.is_some() => io.watch(key, send_fd),
-            _ => {
-                self.by_peer.insert(meta.from, key);
+        if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
+            if t.socket.is_some() {
+                io.watch(key, send_fd);
             }
         }
+        self.peers.insert(meta.from, key);
         Some(key)
     }
 
@@ -396,11 +450,16 @@ impl ShardCore {
             Ok(f) => f,
             Err(e) => {
                 self.stats.refused += 1;
-                tracing::debug!(client = %meta.from, file = %String::from_utf8_lossy(req.filename), "refused: {e}");
+                let name = String::from_utf8_lossy(req.filename);
+                if e == ResolveError::Overloaded {
+                    tracing::warn!(client = %meta.from, file = %name, "out of file descriptors: request refused (raise the open-file limit or lower --max-transfers)");
+                } else {
+                    tracing::debug!(client = %meta.from, file = %name, "refused: {e}");
+                }
                 let code = match e {
                     ResolveError::NotFound => ErrorCode::FileNotFound,
                     ResolveError::Refused => ErrorCode::AccessViolation,
-                    ResolveError::Busy => ErrorCode::NotDefined,
+                    ResolveError::Busy | ResolveError::Overloaded => ErrorCode::NotDefined,
                 };
                 return self.reply_error(io, listen_key, meta, code, &e.to_string());
             }
@@ -516,12 +575,10 @@ impl ShardCore {
             return;
         }
         let Endpoint::Transfer(t) = self.endpoints.remove(key) else { return };
-        match &t.socket {
-            Some(socket) => io.unwatch(key, socket.as_raw_fd()),
-            None => {
-                self.by_peer.remove(&t.peer);
-            }
+        if let Some(socket) = &t.socket {
+            io.unwatch(key, socket.as_raw_fd());
         }
+        self.peers.remove(&t.peer);
         self.release(t.peer.ip());
         let elapsed = now.saturating_duration_since(t.started);
         let secs = elapsed.as_secs_f64().max(1e-6);

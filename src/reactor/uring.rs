@@ -442,6 +442,9 @@ fn turns(
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
+        if shared.draining.load(Ordering::Relaxed) && core.is_listening() {
+            core.stop_listening(io);
+        }
         // Everything the last turn queued goes out in this one enter,
         // which then sleeps until something arrives or a timer is due.
         // Even a zero wait enters for events: with deferred task work that

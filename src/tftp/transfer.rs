@@ -38,6 +38,8 @@ pub enum Outcome {
     ClientError(u16),
     /// No progress within the give-up time.
     TimedOut,
+    /// The client sent a new request from the same port before finishing.
+    Superseded,
 }
 
 impl Outcome {
@@ -155,6 +157,11 @@ impl ReadTransfer {
 
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+
+    /// Whether every block, the last one included, has been sent.
+    pub fn all_sent(&self) -> bool {
+        self.sent_end > self.last_block
     }
 
     /// Bytes of the file acknowledged so far.

@@ -248,6 +248,12 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM to our child only, without waiting for it.
+    pub fn signal_term(&self) {
+        // SAFETY: kill(2) on the PID of a child we spawned and still own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
     /// Sends SIGTERM to our child only and waits; SIGKILLs it on timeout.
     /// Returns the exit status if it stopped on SIGTERM.
     fn terminate(&mut self) -> Option<ExitStatus> {
