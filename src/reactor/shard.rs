@@ -81,6 +81,8 @@ struct Upload {
     name: String,
     bytes: u64,
     negotiated: Negotiated,
+    /// Synced and renamed into place.
+    stored: bool,
 }
 
 /// Per-shard counters, reported at shutdown.
@@ -522,7 +524,7 @@ impl ShardCore {
         }
         let idle = self.shared.settings.timing.give_up;
         let machine = WriteTransfer::new(negotiated.blksize, max_upload, idle, now);
-        let upload = Upload { machine, file, temp: temp.clone(), target, name, bytes: 0, negotiated };
+        let upload = Upload { machine, file, temp: temp.clone(), target, name, bytes: 0, negotiated, stored: false };
         let Some(key) = self.open_transfer(io, listen_key, meta, Kind::Write(Box::new(upload)), now) else {
             let _ = std::fs::remove_file(&temp);
             self.release(meta.from.ip());
@@ -559,6 +561,15 @@ impl ShardCore {
                 return self.finish(io, key, Outcome::TimedOut, now);
             }
         };
+        if last && !up.stored {
+            // Store before the final ACK: a client that sees it can rely on
+            // the file being in place.
+            up.stored = up.file.sync_all().is_ok() && rename_noreplace(&up.temp, &up.target);
+            if !up.stored {
+                self.send_transfer_error(io, key, ErrorCode::FileExists, "Cannot store the file (exists now?)");
+                return self.finish(io, key, Outcome::TimedOut, now);
+            }
+        }
         let n = wire::emit_ack(&mut self.scratch, ack).unwrap_or(0);
         io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
         if last {
@@ -600,8 +611,7 @@ impl ShardCore {
                 );
             }
             Kind::Write(up) => {
-                let Upload { file, temp, target, name, bytes, negotiated, .. } = *up;
-                let stored = outcome == Outcome::Complete && file.sync_all().is_ok() && rename_noreplace(&temp, &target);
+                let Upload { file, temp, name, bytes, negotiated, stored, .. } = *up;
                 drop(file);
                 if !stored {
                     let _ = std::fs::remove_file(&temp);

@@ -248,6 +248,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM to our child only, without waiting for it.
     pub fn signal_term(&self) {
         // SAFETY: kill(2) on the PID of a child we spawned and still own.
