@@ -44,6 +44,20 @@ pub fn check(config: &Config) -> Vec<String> {
         if let Err(e) = Policy::new(proxy.clone()) {
             out.push(format!("error: proxyDHCP configuration: {e}"));
         }
+        // iPXE given itself again chainloads forever: it needs a script.
+        let is_ipxe = |f: &str| {
+            let f = f.rsplit('/').next().unwrap_or(f).to_ascii_lowercase();
+            f.contains("ipxe") || f.ends_with(".kpxe") || f.ends_with(".kkpxe") || f.starts_with("snponly")
+        };
+        if proxy.proxy.ipxe_script.is_none() {
+            if let Some(b) = proxy.boot.iter().find(|b| is_ipxe(&b.file)) {
+                out.push(format!(
+                    "warning: boot file {} looks like iPXE but no ipxe_script is set: iPXE will be handed itself \
+                     again and loop; set --ipxe-script (or [proxy] ipxe_script)",
+                    b.file
+                ));
+            }
+        }
         // Each file once, with every use of it.
         let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for b in proxy.boot.iter().filter(|b| !b.file.is_empty()) {
@@ -156,5 +170,24 @@ mod tests {
         assert!(text.contains("ok: boot file grubx64.efi (X64Uefi)"), "{text}");
         assert_eq!(text.matches("error: boot file pxlinux.0").count(), 1, "{text}");
         assert!(text.contains("did you mean pxelinux.0?"), "{text}");
+    }
+
+    #[test]
+    fn warns_when_ipxe_has_no_script() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("snponly.efi"), b"x").unwrap();
+        let mut cli = Cli {
+            root: Some(dir.path().to_path_buf()),
+            boot: vec!["x64-uefi=snponly.efi".into()],
+            listen: vec!["127.0.0.1:0".into()],
+            dhcp_port: 0,
+            pxe_port: 0,
+            ..Cli::default()
+        };
+        let text = check(&Config::resolve(&cli).unwrap()).join("\n");
+        assert!(text.contains("warning: boot file snponly.efi looks like iPXE"), "{text}");
+        cli.ipxe_script = Some("boot.ipxe".into());
+        let text = check(&Config::resolve(&cli).unwrap()).join("\n");
+        assert!(!text.contains("looks like iPXE"), "{text}");
     }
 }

@@ -96,6 +96,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         completed = stats.completed,
         failed = stats.failed,
         refused = stats.refused,
+        probes = stats.probes,
         malformed = stats.malformed,
         bytes = stats.bytes,
         "stopped"

@@ -189,6 +189,7 @@ impl Server {
             total.completed += s.completed;
             total.failed += s.failed;
             total.refused += s.refused;
+            total.probes += s.probes;
             total.malformed += s.malformed;
             total.bytes += s.bytes;
         }

@@ -92,6 +92,8 @@ pub struct ShardStats {
     pub completed: u64,
     pub failed: u64,
     pub refused: u64,
+    /// Size probes: OACK then ERROR 8, as UEFI firmware does.
+    pub probes: u64,
     pub malformed: u64,
     pub bytes: u64,
 }
@@ -453,10 +455,12 @@ impl ShardCore {
             Err(e) => {
                 self.stats.refused += 1;
                 let name = String::from_utf8_lossy(req.filename);
+                // One line per request, misses included: a pxelinux config
+                // search is a dozen quick misses, and seeing them matters.
                 if e == ResolveError::Overloaded {
                     tracing::warn!(client = %meta.from, file = %name, "out of file descriptors: request refused (raise the open-file limit or lower --max-transfers)");
                 } else {
-                    tracing::debug!(client = %meta.from, file = %name, "refused: {e}");
+                    tracing::info!(client = %meta.from, file = %name, outcome = %e, "read refused");
                 }
                 let code = match e {
                     ResolveError::NotFound => ErrorCode::FileNotFound,
@@ -597,7 +601,15 @@ impl ShardCore {
             Kind::Read { machine, file, negotiated } => {
                 let bytes = if outcome.is_success() { file.len() } else { machine.bytes_acked() };
                 self.stats.bytes += bytes;
-                if outcome.is_success() { self.stats.completed += 1 } else { self.stats.failed += 1 }
+                // UEFI firmware asks for the size (tsize) and then ends the
+                // transfer with ERROR 8 before the real request: not a failure.
+                let probe = outcome == Outcome::ClientError(8) && machine.bytes_acked() == 0;
+                match (outcome.is_success(), probe) {
+                    (true, _) => self.stats.completed += 1,
+                    (false, true) => self.stats.probes += 1,
+                    (false, false) => self.stats.failed += 1,
+                }
+                let outcome: &dyn std::fmt::Debug = if probe { &"SizeProbe" } else { &outcome };
                 tracing::info!(
                     client = %t.peer,
                     file = file.name(),
