@@ -58,4 +58,10 @@ for tool in tftp atftp busybox curl timeout sha256sum in.tftpd dnsmasq nft ip qe
     command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox tftp --help >/dev/null 2>&1 || { echo "install.sh: this busybox has no tftp applet" >&2; exit 1; }
+# The fuzzing campaign (tools/fuzz.sh) needs cargo-fuzz and a nightly
+# toolchain (the machine image ships nightly; crates.io has cargo-fuzz).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+cargo +nightly --version >/dev/null || { echo "install.sh: no nightly toolchain (needed by cargo fuzz)" >&2; exit 1; }
 echo "install.sh: all test packages installed"

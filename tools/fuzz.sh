@@ -58,8 +58,8 @@ for t in "${targets[@]}"; do
     fi
 done
 
+echo "fuzz: $(( ${#targets[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzzing found crashes in: ${failed[*]}" >&2
     exit 1
 fi
-echo "fuzzing: ${#targets[@]} targets, ${seconds}s each, no crash"
