@@ -79,7 +79,19 @@ impl Negotiated {
     /// Negotiates a read request for a file of `file_size` bytes.
     pub fn for_read(requested: &Options<'_>, limits: &Limits, file_size: u64) -> Negotiated {
         let mut n = Negotiated::plain();
+        // A repeated option counts once, at its first occurrence (as
+        // `Options::get` reads it): the OACK must answer what was asked.
+        let mut seen = [false; 4];
         for (name, value) in requested.iter() {
+            let Some(slot) = [&b"blksize"[..], b"windowsize", b"timeout", b"tsize"]
+                .iter()
+                .position(|known| name.eq_ignore_ascii_case(known))
+            else {
+                continue; // unknown options are ignored
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                continue;
+            }
             // In a read request tsize's value means nothing (atftp even
             // sends the word `enable`): answer it whatever it holds.
             if name.eq_ignore_ascii_case(b"tsize") {
@@ -217,6 +229,13 @@ mod tests {
         let limits = Limits { tsize: false, blksize: false, ..Limits::default() };
         let n = Negotiated::for_read(&opts(b"blksize\01468\0tsize\00\0"), &limits, 10);
         assert!(!n.needs_oack());
+    }
+
+    #[test]
+    fn a_repeated_option_counts_once() {
+        // Found by the tftp_negotiate fuzzer: the last blksize used to win.
+        let n = Negotiated::for_read(&opts(b"blksize\0512\0blksize\01468\0"), &Limits::default(), 1);
+        assert_eq!(n.blksize, 512);
     }
 
     #[test]
