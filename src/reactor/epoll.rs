@@ -1,6 +1,7 @@
 //! The portable backend: epoll readiness, `recvmsg` until the socket is
-//! empty, and one `sendmsg` per packet whose iovec points into the mapped
-//! file (the kernel copies straight from the page cache). Used where
+//! empty, and `sendmsg` whose iovec points into the mapped file (the kernel
+//! copies straight from the page cache): a window of packets in one UDP GSO
+//! send where the kernel allows it, one packet per call otherwise. Used where
 //! io_uring is missing or forbidden (old kernels, container seccomp).
 
 use std::io;
@@ -11,8 +12,10 @@ use std::time::Instant;
 
 use socket2::SockAddr;
 
-use super::shard::{Backend, Outgoing, ShardCore};
-use super::socket::{parse_control, sockaddr_to_std, write_source_control, RecvMeta, CONTROL_LEN};
+use super::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
+use super::socket::{
+    is_gso_unsupported, parse_control, sockaddr_to_std, write_send_control, RecvMeta, CONTROL_LEN, SEND_CONTROL_LEN,
+};
 use super::{Shared, MAX_WAIT};
 
 /// Datagrams read from one socket per wake-up, so one busy client cannot
@@ -25,6 +28,8 @@ struct EpollIo {
     shard: usize,
     /// Socket of each endpoint key (slab keys are dense).
     fds: Vec<RawFd>,
+    /// Whether UDP GSO works here (turned off at the first refusal).
+    gso: bool,
 }
 
 impl Backend for EpollIo {
@@ -47,39 +52,85 @@ impl Backend for EpollIo {
     }
 
     fn send(&mut self, packet: Outgoing<'_>) {
-        let addr = SockAddr::from(packet.to);
-        let mut iov = [
-            libc::iovec { iov_base: packet.head.as_ptr() as *mut _, iov_len: packet.head.len() },
-            libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-        ];
-        let mut iovcnt = 1;
-        if let Some((_, bytes)) = packet.payload {
-            iov[1] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-            iovcnt = 2;
-        }
-        let mut control = [0u8; CONTROL_LEN];
-        let control_len = write_source_control(&mut control, packet.source);
-        // SAFETY: msghdr is plain data; every pointer in it refers to locals
-        // (or the mapped file, kept alive by the caller's Arc) that outlive
-        // the synchronous sendmsg call.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = addr.as_ptr() as *mut _;
-            msg.msg_namelen = addr.len();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iovcnt;
-            if control_len > 0 {
-                msg.msg_control = control.as_mut_ptr().cast();
-                msg.msg_controllen = control_len;
+        if !packet.more.is_empty() && self.gso {
+            if let Err(errno) = send_gso(&packet) {
+                if is_gso_unsupported(errno) {
+                    tracing::info!("UDP GSO unavailable here ({}); sending packet by packet", io::Error::from_raw_os_error(errno));
+                    self.gso = false;
+                }
             }
-            // A full socket buffer (EAGAIN) is a lost packet: the transfer's
-            // retransmission timer covers it like any other loss.
-            libc::sendmsg(packet.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        }
+        if packet.more.is_empty() || !self.gso {
+            let first = packet.payload.map(|(_, bytes)| bytes);
+            send_one(&packet, packet.head, first);
+            for segment in packet.more {
+                send_one(&packet, &segment.head, Some(segment.payload));
+            }
         }
         if let Some((file, _)) = packet.payload {
             file.gate().end(self.shard);
         }
     }
+
+    fn max_segments(&self) -> usize {
+        if self.gso { MAX_SEGMENTS } else { 1 }
+    }
+}
+
+/// One datagram: `head` and `payload`.
+fn send_one(packet: &Outgoing<'_>, head: &[u8], payload: Option<&[u8]>) {
+    let mut iov = [libc::iovec { iov_base: head.as_ptr() as *mut _, iov_len: head.len() }; 2];
+    let iovcnt = match payload {
+        Some(bytes) => {
+            iov[1] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+            2
+        }
+        None => 1,
+    };
+    // A full socket buffer (EAGAIN) is a lost packet: the transfer's
+    // retransmission timer covers it like any other loss.
+    let _ = sendmsg(packet, &mut iov[..iovcnt], None);
+}
+
+/// The whole window in one GSO sendmsg.
+fn send_gso(packet: &Outgoing<'_>) -> Result<(), i32> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2 * MAX_SEGMENTS];
+    let first = packet.payload.map_or(&[][..], |(_, bytes)| bytes);
+    iov[0] = libc::iovec { iov_base: packet.head.as_ptr() as *mut _, iov_len: packet.head.len() };
+    iov[1] = libc::iovec { iov_base: first.as_ptr() as *mut _, iov_len: first.len() };
+    for (i, segment) in packet.more.iter().take(MAX_SEGMENTS - 1).enumerate() {
+        iov[2 + 2 * i] = libc::iovec { iov_base: segment.head.as_ptr() as *mut _, iov_len: segment.head.len() };
+        iov[3 + 2 * i] = libc::iovec { iov_base: segment.payload.as_ptr() as *mut _, iov_len: segment.payload.len() };
+    }
+    let count = 2 * (1 + packet.more.len().min(MAX_SEGMENTS - 1));
+    let segment_size = (packet.head.len() + first.len()) as u16;
+    match sendmsg(packet, &mut iov[..count], Some(segment_size)) {
+        Ok(()) => Ok(()),
+        Err(libc::EAGAIN) => Ok(()), // a lost window; the timer resends it
+        Err(errno) => Err(errno),
+    }
+}
+
+fn sendmsg(packet: &Outgoing<'_>, iov: &mut [libc::iovec], segment: Option<u16>) -> Result<(), i32> {
+    let addr = SockAddr::from(packet.to);
+    let mut control = [0u8; SEND_CONTROL_LEN];
+    let control_len = write_send_control(&mut control, packet.source, segment);
+    // SAFETY: msghdr is plain data; every pointer in it refers to locals
+    // (or the mapped file, kept alive by the caller's Arc) that outlive
+    // the synchronous sendmsg call.
+    let rc = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = addr.as_ptr() as *mut _;
+        msg.msg_namelen = addr.len();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        if control_len > 0 {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control_len;
+        }
+        libc::sendmsg(packet.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if rc < 0 { Err(io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(()) }
 }
 
 pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
@@ -90,7 +141,7 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
     }
     // SAFETY: just created, owned here.
     let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
-    let mut io = EpollIo { epfd, shard: core.index(), fds: Vec::new() };
+    let mut io = EpollIo { epfd, shard: core.index(), fds: Vec::new(), gso: true };
     core.start(&mut io);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; RECV_BUF];

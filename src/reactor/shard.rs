@@ -34,10 +34,15 @@ pub trait Backend {
     fn watch(&mut self, key: usize, fd: RawFd);
     /// Stop delivering for `key`; its socket is closed right after.
     fn unwatch(&mut self, key: usize, fd: RawFd);
-    /// Send one datagram: `head`, then `payload` from a served file. When a
-    /// payload is given its gate was begun on this shard: the backend calls
+    /// Send one datagram: `head`, then `payload` from a served file (and
+    /// `more` packets after it, as GSO segments). When a payload is given
+    /// its gate was begun once on this shard: the backend calls
     /// `gate().end(shard)` once the kernel no longer reads the bytes.
     fn send(&mut self, packet: Outgoing<'_>);
+    /// How many DATA packets one `send` may carry (1: no GSO).
+    fn max_segments(&self) -> usize {
+        1
+    }
 }
 
 pub struct Outgoing<'a> {
@@ -47,7 +52,36 @@ pub struct Outgoing<'a> {
     pub source: Option<IpAddr>,
     pub head: &'a [u8],
     pub payload: Option<(&'a Arc<ServedFile>, &'a [u8])>,
+    /// Further DATA packets of the same transfer, to go out with this one
+    /// as one UDP GSO send (UDP_SEGMENT): every packet the size of the
+    /// first (head + payload), the last possibly shorter. Never more than
+    /// `Backend::max_segments() - 1` of them.
+    pub more: &'a [Segment<'a>],
 }
+
+impl<'a> Outgoing<'a> {
+    /// A packet of `head` bytes alone (OACK, ACK, ERROR).
+    pub fn single(fd: RawFd, to: SocketAddr, source: Option<IpAddr>, head: &'a [u8]) -> Outgoing<'a> {
+        Outgoing { fd, to, source, head, payload: None, more: &[] }
+    }
+}
+
+/// One DATA packet of a GSO send: its header and its slice of the file.
+#[derive(Clone, Copy)]
+pub struct Segment<'a> {
+    pub head: [u8; 4],
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    pub const EMPTY: Segment<'static> = Segment { head: [0; 4], payload: &[] };
+}
+
+/// Most DATA packets in one GSO send (the kernel allows 64 or more).
+pub const MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send: one IP datagram's worth, with headers.
+pub const GSO_MAX_BYTES: usize = 65_000;
+
 
 enum Endpoint {
     Listen { socket: UdpSocket, wildcard: bool },
@@ -247,7 +281,7 @@ impl ShardCore {
             // RFC 1350: a stray TID gets ERROR 5; the transfer goes on.
             let (fd, source) = (t.send_fd, t.source);
             let n = wire::emit_error(&mut self.scratch, ErrorCode::UnknownTid, "Unknown transfer ID").unwrap_or(0);
-            io.send(Outgoing { fd, to: meta.from, source, head: &self.scratch[..n], payload: None });
+            io.send(Outgoing::single(fd, meta.from, source, &self.scratch[..n]));
             return;
         }
         match (&mut t.kind, Packet::parse(bytes)) {
@@ -319,28 +353,63 @@ impl ShardCore {
 
     /// Sends whatever the read transfer allows, then re-arms its timer or
     /// finishes it.
-    fn pump(&mut self, io: &mut impl Backend, key: usize, now: Instant) {
+    fn pump<B: Backend>(&mut self, io: &mut B, key: usize, now: Instant) {
         let shard = self.index;
+        let max_segments = io.max_segments().clamp(1, MAX_SEGMENTS);
         let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
         let Kind::Read { machine, file, negotiated } = &mut t.kind else { return };
+        let file: &Arc<ServedFile> = file;
+        let (fd, to, source) = (t.send_fd, t.peer, t.source);
+        // Consecutive DATA packets go out together, as one GSO send where
+        // the backend can: segments the size of the first, the last one
+        // possibly shorter, at most ~64 KB in all.
+        let mut window = [Segment::EMPTY; MAX_SEGMENTS];
+        let mut count = 0;
         let mut revoked = false;
+        let flush = |window: &[Segment<'_>], io: &mut B| -> bool {
+            if window.is_empty() {
+                return true;
+            }
+            if !file.gate().begin(shard) {
+                return false;
+            }
+            let (first, more) = (&window[0], &window[1..]);
+            io.send(Outgoing { fd, to, source, head: &first.head, payload: Some((file, first.payload)), more });
+            true
+        };
         while let Some(tx) = machine.poll_transmit(now) {
             match tx {
                 Transmit::Oack => {
+                    revoked |= !flush(&window[..count], io);
+                    count = 0;
                     let n = negotiated.emit_oack(&mut self.scratch).unwrap_or(0);
-                    io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+                    io.send(Outgoing::single(fd, to, source, &self.scratch[..n]));
                 }
                 Transmit::Data { block, offset, len } => {
-                    if !file.gate().begin(shard) {
-                        revoked = true;
-                        break;
+                    let segment = Segment { head: wire::data_header(block), payload: file.slice(offset, len) };
+                    let size = segment.payload.len();
+                    let fits = count > 0
+                        && count < max_segments
+                        && size <= window[0].payload.len()
+                        && (count + 1) * (window[0].payload.len() + 4) <= GSO_MAX_BYTES;
+                    if count > 0 && !fits {
+                        revoked |= !flush(&window[..count], io);
+                        count = 0;
                     }
-                    let head = wire::data_header(block);
-                    let payload = file.slice(offset, len);
-                    io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &head, payload: Some((file, payload)) });
+                    window[count] = segment;
+                    count += 1;
+                    // A short block ends a GSO send: nothing may follow it.
+                    if count > 1 && size < window[0].payload.len() {
+                        revoked |= !flush(&window[..count], io);
+                        count = 0;
+                    }
                 }
             }
+            if revoked {
+                break;
+            }
         }
+        revoked |= !flush(&window[..count], io);
         if revoked {
             self.send_transfer_error(io, key, ErrorCode::NotDefined, "File changed during transfer, retry");
             return self.finish(io, key, Outcome::TimedOut, now);
@@ -355,7 +424,7 @@ impl ShardCore {
     fn send_transfer_error(&mut self, io: &mut impl Backend, key: usize, code: ErrorCode, msg: &str) {
         let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) else { return };
         let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
-        io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+        io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
     }
 
     /// An ERROR answering a request, sent from the listen socket.
@@ -363,7 +432,7 @@ impl ShardCore {
         let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else { return };
         let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
         let source = if *wildcard { meta.local_ip } else { None };
-        io.send(Outgoing { fd: socket.as_raw_fd(), to: meta.from, source, head: &self.scratch[..n], payload: None });
+        io.send(Outgoing::single(socket.as_raw_fd(), meta.from, source, &self.scratch[..n]));
     }
 
     /// Admission control: global and per-client caps. On success the
@@ -541,7 +610,7 @@ impl ShardCore {
             wire::emit_ack(&mut self.scratch, 0).unwrap_or(0)
         };
         if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
-            io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+            io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
         }
         self.schedule(key, now + idle);
     }
@@ -575,7 +644,7 @@ impl ShardCore {
             }
         }
         let n = wire::emit_ack(&mut self.scratch, ack).unwrap_or(0);
-        io.send(Outgoing { fd: t.send_fd, to: t.peer, source: t.source, head: &self.scratch[..n], payload: None });
+        io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
         if last {
             self.finish(io, key, Outcome::Complete, now);
         } else {

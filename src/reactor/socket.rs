@@ -201,6 +201,41 @@ pub fn write_source_control(buf: &mut [u8; CONTROL_LEN], source: Option<IpAddr>)
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h), not in the libc crate for glibc targets.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Room for the source-address message and a GSO segment size together.
+pub const SEND_CONTROL_LEN: usize = CONTROL_LEN + cmsg_space(size_of::<u16>());
+
+/// Writes the control messages of a send: the source address (for a
+/// wildcard-bound socket) and, for a GSO send, the segment size. Returns
+/// their total length (0 when none is needed).
+pub fn write_send_control(buf: &mut [u8; SEND_CONTROL_LEN], source: Option<IpAddr>, segment: Option<u16>) -> usize {
+    let mut first = [0u8; CONTROL_LEN];
+    let mut len = write_source_control(&mut first, source);
+    buf[..len].copy_from_slice(&first[..len]);
+    if let Some(size) = segment {
+        let header = cmsg_align(size_of::<libc::cmsghdr>());
+        let cmsg = libc::cmsghdr {
+            cmsg_len: (header + size_of::<u16>()) as _,
+            cmsg_level: libc::SOL_UDP,
+            cmsg_type: UDP_SEGMENT,
+        };
+        // SAFETY: SEND_CONTROL_LEN leaves cmsg_space(u16) after the largest
+        // source message; writes are unaligned-safe.
+        unsafe {
+            std::ptr::write_unaligned(buf.as_mut_ptr().add(len).cast(), cmsg);
+            std::ptr::write_unaligned(buf.as_mut_ptr().add(len + header).cast(), size);
+        }
+        len += cmsg_space(size_of::<u16>());
+    }
+    len
+}
+
+/// Whether a send error means "this socket or device cannot do GSO".
+pub fn is_gso_unsupported(errno: i32) -> bool {
+    matches!(errno, libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+}
+
 /// The MTU of an interface, by index.
 pub fn interface_mtu(ifindex: u32) -> Option<u32> {
     if ifindex == 0 {

@@ -36,7 +36,8 @@ use self::datagram::RecvTemplate;
 use self::send_slots::{NoSlot, SendSlots};
 use self::token::Token;
 use self::watches::Watches;
-use super::shard::{Backend, Outgoing, ShardCore};
+use super::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
+use super::socket::is_gso_unsupported;
 use super::{Shared, MAX_WAIT};
 
 /// Sizes of one shard's ring and of the memory it lends the kernel.
@@ -62,7 +63,7 @@ impl RingConfig {
     /// datagram is handled, so 2048 of them cover bursts of that many
     /// datagrams between two turns (4 MiB per shard). 4096 send slots of
     /// about 600 bytes: 2.4 MiB per shard.
-    const DEFAULT: RingConfig = RingConfig { sq_entries: 4096, send_slots: 4096, recv_buffers: 2048, recv_buf_len: 2048 };
+    const DEFAULT: RingConfig = RingConfig { sq_entries: 4096, send_slots: 1024, recv_buffers: 2048, recv_buf_len: 2048 };
 }
 
 const BUF_GROUP: u16 = 0;
@@ -212,6 +213,8 @@ struct UringIo {
     /// Sends queued in the submission ring, not submitted yet (at most).
     queued_sends: usize,
     shard: usize,
+    /// Whether UDP GSO works here (turned off at the first refusal).
+    gso: bool,
 }
 
 impl UringIo {
@@ -224,6 +227,7 @@ impl UringIo {
             received: Vec::with_capacity(usize::from(config.recv_buffers)),
             queued_sends: 0,
             shard,
+            gso: true,
         }
     }
 
@@ -297,12 +301,17 @@ impl UringIo {
         for cqe in self.ring.completion() {
             match Token::decode(cqe.user_data()) {
                 Token::Send { slot } => {
-                    // A failed send is a lost packet, recovered by the
-                    // transfer's retransmission timer.
+                    // A failed send is a lost packet (or window), recovered
+                    // by the transfer's retransmission timer.
+                    let was_gso = self.slots.complete(slot, self.shard);
                     if cqe.result() < 0 {
-                        tracing::trace!("send failed: {}", io::Error::from_raw_os_error(-cqe.result()));
+                        let errno = -cqe.result();
+                        if was_gso && self.gso && is_gso_unsupported(errno) {
+                            tracing::info!("UDP GSO unavailable here ({}); sending packet by packet", io::Error::from_raw_os_error(errno));
+                            self.gso = false;
+                        }
+                        tracing::trace!("send failed: {}", io::Error::from_raw_os_error(errno));
                     }
-                    self.slots.complete(slot, self.shard);
                 }
                 Token::Recv { .. } => self.received.push(cqe),
                 Token::Cancel | Token::Probe => {}
@@ -370,7 +379,24 @@ impl Backend for UringIo {
         }
     }
 
+    fn max_segments(&self) -> usize {
+        if self.gso { MAX_SEGMENTS } else { 1 }
+    }
+
     fn send(&mut self, packet: Outgoing<'_>) {
+        if !packet.more.is_empty() && !self.gso {
+            // GSO was just found unavailable: the window goes out packet by
+            // packet, each holding the file's gate for its own send.
+            if let Some((file, _)) = packet.payload {
+                for segment in packet.more {
+                    if file.gate().begin(self.shard) {
+                        let single = Outgoing { head: &segment.head, payload: Some((file, segment.payload)), more: &[], ..packet };
+                        self.send(single);
+                    }
+                }
+            }
+            return self.send(Outgoing { more: &[], ..packet });
+        }
         let since = Instant::now();
         let prepared = loop {
             match self.slots.prepare(&packet) {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use socket2::SockAddr;
 
 use crate::files::ServedFile;
-use crate::reactor::shard::Outgoing;
-use crate::reactor::socket::{write_source_control, CONTROL_LEN};
+use crate::reactor::shard::{Outgoing, MAX_SEGMENTS};
+use crate::reactor::socket::{write_send_control, SEND_CONTROL_LEN};
 
 /// Largest head a slot holds: a DATA header, or an OACK or ERROR, which
 /// the shard builds in a buffer of this size.
@@ -21,10 +21,15 @@ pub const HEAD_MAX: usize = 256;
 
 struct Slot {
     msg: libc::msghdr,
-    iov: [libc::iovec; 2],
+    /// Head and payload of each packet: one pair, or a GSO window's worth.
+    iov: [libc::iovec; 2 * MAX_SEGMENTS],
     to: SockAddr,
-    control: [u8; CONTROL_LEN],
+    control: [u8; SEND_CONTROL_LEN],
     head: [u8; HEAD_MAX],
+    /// DATA headers of a GSO window's packets after the first.
+    segment_heads: [[u8; 4]; MAX_SEGMENTS],
+    /// Whether this send is a GSO window (its failure may mean "no GSO").
+    gso: bool,
     /// Set while the slot's send carries file bytes: keeps the mapping
     /// alive and says whose gate to end.
     file: Option<Arc<ServedFile>>,
@@ -38,10 +43,12 @@ impl Slot {
             // SAFETY: msghdr is plain data; all-zero (null pointers, zero
             // lengths) is a valid value.
             msg: unsafe { std::mem::zeroed() },
-            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2],
+            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2 * MAX_SEGMENTS],
             to: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
-            control: [0; CONTROL_LEN],
+            control: [0; SEND_CONTROL_LEN],
             head: [0; HEAD_MAX],
+            segment_heads: [[0; 4]; MAX_SEGMENTS],
+            gso: false,
             file: None,
             in_flight: false,
         }
@@ -96,8 +103,18 @@ impl SendSlots {
             slot.file = Some(Arc::clone(file));
             iov_count = 2;
         }
+        let more = &packet.more[..packet.more.len().min(MAX_SEGMENTS - 1)];
+        for (i, segment) in more.iter().enumerate() {
+            slot.segment_heads[i] = segment.head;
+            slot.iov[2 + 2 * i] = libc::iovec { iov_base: slot.segment_heads[i].as_mut_ptr().cast(), iov_len: 4 };
+            slot.iov[3 + 2 * i] =
+                libc::iovec { iov_base: segment.payload.as_ptr().cast_mut().cast(), iov_len: segment.payload.len() };
+            iov_count += 2;
+        }
+        slot.gso = !more.is_empty();
+        let segment_size = slot.gso.then(|| (slot.iov[0].iov_len + slot.iov[1].iov_len) as u16);
         slot.to = SockAddr::from(packet.to);
-        let control_len = write_source_control(&mut slot.control, packet.source);
+        let control_len = write_send_control(&mut slot.control, packet.source, segment_size);
         slot.msg.msg_name = slot.to.as_ptr().cast_mut().cast();
         slot.msg.msg_namelen = slot.to.len();
         slot.msg.msg_iov = slot.iov.as_mut_ptr();
@@ -115,11 +132,12 @@ impl SendSlots {
 
     /// The send in slot `index` is over (sent, failed, or never submitted):
     /// ends its file's gate on `shard`, drops the file and frees the slot.
-    /// Ignores an index that is not in flight.
-    pub fn complete(&mut self, index: u32, shard: usize) {
-        let Some(slot) = self.slots.get_mut(index as usize) else { return };
+    /// Ignores an index that is not in flight. Returns whether that send
+    /// was a GSO window.
+    pub fn complete(&mut self, index: u32, shard: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(index as usize) else { return false };
         if !slot.in_flight {
-            return;
+            return false;
         }
         slot.in_flight = false;
         if let Some(file) = slot.file.take() {
@@ -127,5 +145,6 @@ impl SendSlots {
         }
         slot.iov[1] = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         self.free.push(index);
+        std::mem::take(&mut slot.gso)
     }
 }
