@@ -5,7 +5,6 @@
 //! io_uring is missing or forbidden (old kernels, container seccomp).
 
 use std::io;
-use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,7 +13,7 @@ use socket2::SockAddr;
 
 use super::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
 use super::socket::{
-    is_gso_unsupported, parse_control, sockaddr_to_std, write_send_control, RecvMeta, CONTROL_LEN, SEND_CONTROL_LEN,
+    is_gso_unsupported, parse_control, recv_datagram, write_send_control, RecvMeta, CONTROL_LEN, SEND_CONTROL_LEN,
 };
 use super::{Shared, MAX_WAIT};
 
@@ -181,28 +180,9 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
 
 /// One non-blocking `recvmsg`; `None` when the socket is empty.
 fn recv(fd: RawFd, buf: &mut [u8], control: &mut [u8; CONTROL_LEN]) -> Option<(usize, RecvMeta)> {
-    // SAFETY: zeroed sockaddr_storage is valid; every pointer in msghdr
-    // refers to buffers that outlive the call; the kernel writes at most the
-    // lengths we pass.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
-        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
-        if n < 0 {
-            return None;
-        }
-        let from = sockaddr_to_std(&storage)?;
-        let (local_ip, ifindex) = parse_control(&control[..msg.msg_controllen]);
-        if msg.msg_flags & libc::MSG_TRUNC != 0 {
-            return Some((0, RecvMeta { from, local_ip, ifindex })); // oversized: parse fails, dropped
-        }
-        Some((n as usize, RecvMeta { from, local_ip, ifindex }))
-    }
+    let got = recv_datagram(fd, buf, control)?;
+    let (local_ip, ifindex) = parse_control(&control[..got.control_len]);
+    // An oversized datagram is handed on empty: parsing fails, it is dropped.
+    let len = if got.truncated { 0 } else { got.len };
+    Some((len, RecvMeta { from: got.from, local_ip, ifindex }))
 }

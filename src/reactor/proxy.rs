@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::socket::{bind_error, sockaddr_to_std, CONTROL_LEN};
+use super::socket::{bind_error, pktinfo_v4, recv_datagram, CONTROL_LEN};
 use super::Shared;
 use crate::dhcp::{Destination, Policy, Reply, Request, ServerPort, MAX_REPLY_LEN};
 
@@ -250,53 +250,10 @@ fn log_reply(settings: &ProxyListen, reply: &Reply, arrival: &Arrival, bytes: &[
 /// One non-blocking `recvmsg`; `None` when nothing (usable) is queued.
 fn recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Arrival)> {
     let mut control = [0u8; CONTROL_LEN];
-    // SAFETY: every pointer in msghdr refers to a local buffer that outlives
-    // the call; the kernel writes at most the lengths given.
-    let (n, storage, control_len) = unsafe {
-        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
-        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        (n, storage, msg.msg_controllen)
-    };
-    if n < 0 {
-        return None;
-    }
-    let SocketAddr::V4(from) = sockaddr_to_std(&storage)? else { return None };
-    let (ifindex, local) = pktinfo_v4(&control[..control_len])?;
-    Some((n as usize, Arrival { from, ifindex, local }))
-}
-
-/// Interface index and local address from an IP_PKTINFO message.
-fn pktinfo_v4(control: &[u8]) -> Option<(i32, Ipv4Addr)> {
-    let header = size_of::<libc::cmsghdr>();
-    let mut rest = control;
-    while rest.len() >= header {
-        // SAFETY: at least a header's worth of bytes remain.
-        let cmsg: libc::cmsghdr = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
-        let len = cmsg.cmsg_len as usize;
-        if len < header || len > rest.len() {
-            return None;
-        }
-        let data_at = (header + size_of::<usize>() - 1) & !(size_of::<usize>() - 1);
-        if cmsg.cmsg_level == libc::IPPROTO_IP
-            && cmsg.cmsg_type == libc::IP_PKTINFO
-            && len >= data_at + size_of::<libc::in_pktinfo>()
-        {
-            // SAFETY: length checked just above.
-            let info: libc::in_pktinfo = unsafe { std::ptr::read_unaligned(rest[data_at..].as_ptr().cast()) };
-            return Some((info.ipi_ifindex, Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))));
-        }
-        let step = (len + size_of::<usize>() - 1) & !(size_of::<usize>() - 1);
-        rest = rest.get(step..)?;
-    }
-    None
+    let got = recv_datagram(socket.as_raw_fd(), buf, &mut control)?;
+    let SocketAddr::V4(from) = got.from else { return None };
+    let (_, ifindex, local) = pktinfo_v4(&control[..got.control_len])?;
+    Some((got.len, Arrival { from, ifindex: ifindex as i32, local }))
 }
 
 /// Sends a reply out of the interface the request came in on, from the

@@ -128,36 +128,96 @@ fn bind_transfer(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Reads the packet-info control messages of a received datagram.
-pub fn parse_control(control: &[u8]) -> (Option<IpAddr>, u32) {
+/// The control messages of a received datagram: (level, type, data).
+pub fn control_messages(control: &[u8]) -> impl Iterator<Item = (i32, i32, &[u8])> {
     let header = size_of::<libc::cmsghdr>();
     let mut rest = control;
-    while rest.len() >= header {
+    std::iter::from_fn(move || {
+        if rest.len() < header {
+            return None;
+        }
         // SAFETY: at least `header` bytes remain; read_unaligned copes with
         // any alignment of the kernel's buffer.
         let cmsg: libc::cmsghdr = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
         let len = cmsg.cmsg_len as usize;
         if len < header || len > rest.len() {
-            break;
+            return None;
         }
-        let data = &rest[cmsg_align(header)..len];
-        match (cmsg.cmsg_level, cmsg.cmsg_type) {
-            (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= size_of::<libc::in_pktinfo>() => {
-                // SAFETY: length checked above.
-                let info: libc::in_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
-                let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
-                return (Some(IpAddr::V4(ip)), info.ipi_ifindex as u32);
-            }
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= size_of::<libc::in6_pktinfo>() => {
-                // SAFETY: length checked above.
-                let info: libc::in6_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
-                return (Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))), info.ipi6_ifindex);
-            }
-            _ => {}
+        let data = rest.get(cmsg_align(header)..len).unwrap_or(&[]);
+        rest = rest.get(cmsg_align(len)..).unwrap_or(&[]);
+        Some((cmsg.cmsg_level, cmsg.cmsg_type, data))
+    })
+}
+
+/// The IPv4 packet info of a datagram: header destination, interface, and
+/// the local address the kernel would answer from (`ipi_spec_dst`: the
+/// interface's own address even for a broadcast).
+pub fn pktinfo_v4(control: &[u8]) -> Option<(Ipv4Addr, u32, Ipv4Addr)> {
+    control_messages(control).find_map(|(level, kind, data)| {
+        if level != libc::IPPROTO_IP || kind != libc::IP_PKTINFO || data.len() < size_of::<libc::in_pktinfo>() {
+            return None;
         }
-        rest = &rest[cmsg_align(len).min(rest.len())..];
+        // SAFETY: length checked just above.
+        let info: libc::in_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+        Some((
+            Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)),
+            info.ipi_ifindex as u32,
+            Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
+        ))
+    })
+}
+
+/// Reads the packet-info control messages of a received datagram: its
+/// destination address and receiving interface.
+pub fn parse_control(control: &[u8]) -> (Option<IpAddr>, u32) {
+    if let Some((dst, ifindex, _)) = pktinfo_v4(control) {
+        return (Some(IpAddr::V4(dst)), ifindex);
     }
-    (None, 0)
+    control_messages(control)
+        .find_map(|(level, kind, data)| {
+            if level != libc::IPPROTO_IPV6 || kind != libc::IPV6_PKTINFO || data.len() < size_of::<libc::in6_pktinfo>() {
+                return None;
+            }
+            // SAFETY: length checked just above.
+            let info: libc::in6_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+            Some((Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))), info.ipi6_ifindex))
+        })
+        .unwrap_or((None, 0))
+}
+
+/// A datagram read by `recv_datagram`.
+pub struct Received {
+    pub len: usize,
+    pub from: SocketAddr,
+    pub control_len: usize,
+    /// The payload did not fit the buffer (MSG_TRUNC).
+    pub truncated: bool,
+}
+
+/// One non-blocking `recvmsg` with room for packet info; `None` when the
+/// socket is empty (or the source is not IP).
+pub fn recv_datagram(fd: std::os::fd::RawFd, buf: &mut [u8], control: &mut [u8; CONTROL_LEN]) -> Option<Received> {
+    // SAFETY: zeroed sockaddr_storage is valid; every pointer in msghdr
+    // refers to buffers that outlive the call; the kernel writes at most the
+    // lengths we pass.
+    let (n, storage, control_len, flags) = unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        (n, storage, msg.msg_controllen, msg.msg_flags)
+    };
+    if n < 0 {
+        return None;
+    }
+    let from = sockaddr_to_std(&storage)?;
+    Some(Received { len: n as usize, from, control_len, truncated: flags & libc::MSG_TRUNC != 0 })
 }
 
 /// Writes a control message choosing the source address of a send from a
