@@ -280,3 +280,18 @@ fn four_gib_at_blksize_512() {
     assert_eq!(t.outcome(), Some(Outcome::Complete));
     assert_eq!(expected - 1, len / 512 + 1);
 }
+
+/// 20% loss each way, 8 MiB: every block has a 36% chance of needing a
+/// resend, windows almost never arrive whole. Recovery must cost round
+/// trips and a few milliseconds, never the timeout ceiling.
+#[test]
+fn heavy_loss_recovers_in_bounded_time() {
+    for seed in 1..=3 {
+        let r = simulate(8 << 20, negotiated(1468, 1), Network { loss: 20, ..LAN }, seed);
+        eprintln!("lock-step {:?}", r.elapsed);
+        assert!(r.client_done && r.elapsed < Duration::from_secs(30), "lock-step seed {seed}: {:?}", r.elapsed);
+        let r = simulate(8 << 20, negotiated(1468, 16), Network { loss: 20, ..LAN }, seed);
+        eprintln!("window {:?}", r.elapsed);
+        assert!(r.client_done && r.elapsed < Duration::from_secs(30), "window 16 seed {seed}: {:?}", r.elapsed);
+    }
+}

@@ -10,6 +10,9 @@ pub struct RttConfig {
     /// Timeout before any round trip has been measured.
     pub initial: Duration,
     /// Floor: below this, scheduling jitter makes retransmits spurious.
+    /// Low, because the estimate itself rises for slow clients, and a
+    /// spurious resend costs one duplicate block (duplicate ACKs never
+    /// cause resends).
     pub min: Duration,
     /// Ceiling for back-off (the client's negotiated timeout, if any).
     pub max: Duration,
@@ -19,7 +22,7 @@ impl Default for RttConfig {
     fn default() -> Self {
         RttConfig {
             initial: Duration::from_millis(200),
-            min: Duration::from_millis(10),
+            min: Duration::from_millis(2),
             max: Duration::from_secs(1),
         }
     }
@@ -30,18 +33,26 @@ pub struct RttEstimator {
     config: RttConfig,
     srtt: Option<Duration>,
     rttvar: Duration,
-    rto: Duration,
+    /// The timeout the measurements call for, before any back-off.
+    base: Duration,
+    /// Consecutive back-offs since the last progress.
+    backoff: u32,
 }
 
 impl RttEstimator {
     pub fn new(config: RttConfig) -> Self {
-        let rto = config.initial.clamp(config.min, config.max.max(config.min));
-        RttEstimator { config, srtt: None, rttvar: Duration::ZERO, rto }
+        let base = config.initial.clamp(config.min, config.max.max(config.min));
+        RttEstimator { config, srtt: None, rttvar: Duration::ZERO, base, backoff: 0 }
+    }
+
+    fn ceiling(&self) -> Duration {
+        self.config.max.max(self.config.min)
     }
 
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
-        self.rto
+        let factor = 1u32 << self.backoff.min(16);
+        self.base.saturating_mul(factor).min(self.ceiling())
     }
 
     pub fn srtt(&self) -> Option<Duration> {
@@ -63,12 +74,23 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + self.rttvar * 4).clamp(self.config.min, self.config.max.max(self.config.min));
+        self.base = (srtt + self.rttvar * 4).clamp(self.config.min, self.ceiling());
+        self.backoff = 0;
     }
 
     /// Doubles the timeout after a retransmission timeout.
     pub fn back_off(&mut self) {
-        self.rto = (self.rto * 2).min(self.config.max.max(self.config.min));
+        if self.rto() < self.ceiling() {
+            self.backoff += 1;
+        }
+    }
+
+    /// New data got through: the path works, so the back-off ends (as TCP
+    /// does), even when Karn's rule allows no new measurement. Under heavy
+    /// loss, flights without a resend are rare; without this the timeout
+    /// would ratchet up to its ceiling and every loss would cost a second.
+    pub fn on_progress(&mut self) {
+        self.backoff = 0;
     }
 }
 
@@ -83,7 +105,7 @@ mod tests {
         for _ in 0..20 {
             r.sample(Duration::from_micros(100));
         }
-        assert_eq!(r.rto(), Duration::from_millis(10));
+        assert_eq!(r.rto(), Duration::from_millis(2));
     }
 
     #[test]
@@ -96,5 +118,7 @@ mod tests {
         r.back_off();
         r.back_off();
         assert_eq!(r.rto(), Duration::from_secs(1));
+        r.on_progress();
+        assert_eq!(r.rto(), Duration::from_millis(300));
     }
 }

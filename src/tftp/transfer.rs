@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use super::options::Negotiated;
 use super::rtt::{RttConfig, RttEstimator};
 
+/// The least time between two window restarts for gaps.
+const MIN_RESTART_GAP: Duration = Duration::from_millis(1);
+
 /// What to send next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transmit {
@@ -54,13 +57,11 @@ pub struct Timing {
     pub rtt: RttConfig,
     /// A transfer with no progress for this long is abandoned.
     pub give_up: Duration,
-    /// Timeouts after the final block before calling it complete.
-    pub final_ack_retries: u32,
 }
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { rtt: RttConfig::default(), give_up: Duration::from_secs(10), final_ack_retries: 3 }
+        Timing { rtt: RttConfig::default(), give_up: Duration::from_secs(10) }
     }
 }
 
@@ -89,15 +90,16 @@ pub struct ReadTransfer {
     next: u64,
     /// One past the highest block sent so far.
     sent_end: u64,
-    /// While `una <= recover`, a gap was already answered: ACKs only slide.
+    /// While `una <= recover`, a gap was already answered: ACKs only slide,
+    /// until a round trip has passed since `restarted_at`.
     recover: Option<u64>,
+    restarted_at: Instant,
     /// When the current flight began, and whether it holds resent blocks
     /// (Karn's rule: no round-trip sample from those).
     flight_start: Instant,
     flight_resent: bool,
     deadline: Option<Instant>,
     last_progress: Instant,
-    timeouts_since_progress: u32,
     rtt: RttEstimator,
     timing: Timing,
     outcome: Option<Outcome>,
@@ -130,11 +132,11 @@ impl ReadTransfer {
             next: first,
             sent_end: first,
             recover: None,
+            restarted_at: now,
             flight_start: now,
             flight_resent: false,
             deadline: None,
             last_progress: now,
-            timeouts_since_progress: 0,
             rtt: RttEstimator::new(timing.rtt),
             timing,
             outcome: None,
@@ -217,18 +219,25 @@ impl ReadTransfer {
         if !self.flight_resent {
             self.rtt.sample(now.saturating_duration_since(self.flight_start));
         }
+        self.rtt.on_progress();
         self.una = block + 1;
         self.last_progress = now;
-        self.timeouts_since_progress = 0;
         if self.una > self.last_block {
             self.outcome = Some(Outcome::Complete);
             self.deadline = None;
             return;
         }
-        let in_recovery = self.recover.is_some_and(|r| self.una <= r);
+        // A client that ACKs every block also ACKs short of what was sent;
+        // answering a gap at most once per round trip keeps such clients
+        // from triggering a window per ACK, while an RFC 7440 client, which
+        // drops everything after a gap, gets each new hole filled at once.
+        let round_trip = self.rtt.srtt().unwrap_or(self.rtt.rto() / 2).max(MIN_RESTART_GAP);
+        let in_recovery =
+            self.recover.is_some_and(|r| self.una <= r) && now < self.restarted_at + round_trip;
         if block < sent_high && !in_recovery {
             // The client ACKed short of what was sent: it saw a gap.
             self.recover = Some(sent_high);
+            self.restarted_at = now;
             self.next = self.una;
         } else {
             self.next = self.next.max(self.una);
@@ -255,11 +264,11 @@ impl ReadTransfer {
             return;
         }
         self.stats.timeouts += 1;
-        self.timeouts_since_progress += 1;
+        // The final phase is like any other: a client whose last ACK never
+        // comes is only called complete after the give-up time, because the
+        // last block itself may be what was lost.
         let final_sent = self.sent_end > self.last_block;
-        if final_sent && self.timeouts_since_progress > self.timing.final_ack_retries {
-            self.outcome = Some(Outcome::CompleteUnconfirmed);
-        } else if now.saturating_duration_since(self.last_progress) >= self.timing.give_up {
+        if now.saturating_duration_since(self.last_progress) >= self.timing.give_up {
             self.outcome = Some(if final_sent { Outcome::CompleteUnconfirmed } else { Outcome::TimedOut });
         }
         if self.outcome.is_some() {
@@ -269,6 +278,7 @@ impl ReadTransfer {
         self.rtt.back_off();
         self.next = self.una;
         self.recover = self.sent_end.checked_sub(1);
+        self.restarted_at = now;
         self.flight_start = now;
         self.flight_resent = true;
         self.deadline = None;
