@@ -147,10 +147,12 @@ class Cgroup:
                     time.sleep(0.1)
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process: VmRSS counts the pages of mapped files
+    (shared page cache), RssAnon only the process's private memory."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -183,12 +185,14 @@ def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path)
     wrapper = ["bash", "-c", f'{joins}; exec taskset -c 0 "$@"', "bench-server", *cmd]
     log = open(work / f"{server}-{scenario}.log", "w")
     proc = subprocess.Popen(wrapper, stdout=log, stderr=subprocess.STDOUT)
-    peak = {"rss": 0}
+    peak = {"rss": 0, "anon": 0}
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
-            peak["rss"] = max(peak["rss"], sum(rss_bytes(p) for p in cg.pids()))
+            pids = cg.pids()
+            peak["rss"] = max(peak["rss"], sum(rss_bytes(p) for p in pids))
+            peak["anon"] = max(peak["anon"], sum(rss_bytes(p, "RssAnon") for p in pids))
             stop.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -224,6 +228,7 @@ def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path)
         "unanswered": result.get("unanswered_requests", 0),
         "cpu_s_per_gib": cpu / gib,
         "peak_rss_mib": peak["rss"] / MIB,
+        "peak_anon_mib": peak["anon"] / MIB,
         "load_cpu_s": result.get("client_cpu_seconds", 0.0),
     }
 
@@ -275,7 +280,7 @@ def main() -> int:
 
 
 def print_table(results: dict, servers: list[str]) -> None:
-    print("| scenario | server | MiB/s | transfers/s | CPU-s/GiB | p99 ms | peak RSS MiB | failed | vs best peer (MiB/s, CPU) |")
+    print("| scenario | server | MiB/s | transfers/s | CPU-s/GiB | p99 ms | peak RSS MiB (private) | failed | vs best peer (MiB/s, CPU) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for scenario, by_server in results.items():
         peers = {s: r for s, r in by_server.items() if s != "rackboot"}
@@ -287,7 +292,7 @@ def print_table(results: dict, servers: list[str]) -> None:
             if server == "rackboot" and best_tp > 0:
                 ratio = f"{r['mib_s'] / best_tp:.2f}x, {r['cpu_s_per_gib'] / best_cpu:.2f}x" if best_cpu else ""
             print(f"| {scenario} | {server} | {r['mib_s']:.0f} | {r['transfers_s']:.0f} | {r['cpu_s_per_gib']:.2f} | "
-                  f"{r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} | {r['failed']:.0f} | {ratio} |")
+                  f"{r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['failed']:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":
