@@ -115,9 +115,17 @@ fn corpus() -> Vec<Case> {
         c("rrq_opcode_only", vec![0, 1], Drop),
         c("rrq_no_nul", cat(&[&[0, 1], b"small.bin"]), Drop),
         c("rrq_no_mode", cat(&[&[0, 1], b"small.bin\0"]), Drop),
-        c("rrq_mode_no_nul", cat(&[&[0, 1], b"small.bin\0octet"]), Drop),
+        c(
+            "rrq_mode_no_nul",
+            cat(&[&[0, 1], b"small.bin\0octet"]),
+            Drop,
+        ),
         c("rrq_mode_mail", rrq_raw(&[b"small.bin", b"mail"]), Error(4)),
-        c("rrq_mode_unknown", rrq_raw(&[b"small.bin", b"binary"]), Error(4)),
+        c(
+            "rrq_mode_unknown",
+            rrq_raw(&[b"small.bin", b"binary"]),
+            Error(4),
+        ),
         c("rrq_mode_empty", rrq_raw(&[b"small.bin", b""]), Error(4)),
         c("rrq_filename_empty", rrq_raw(&[b"", b"octet"]), Error(4)),
         c("rrq_all_nuls", vec![0, 1, 0, 0, 0, 0], Error(4)),
@@ -127,93 +135,302 @@ fn corpus() -> Vec<Case> {
         c("rrq_name_600", rrq(&long(600), &[]), Error(4)),
         c("rrq_name_65000", rrq(&long(65000), &[]), Error(4)),
         c("rrq_deep_path_511", rrq(&deep, &[]), Error(1)),
-        c("wrq_uploads_disabled", cat(&[&[0, 2], b"new.bin\0octet\0"]), Error(2)),
-        c("wrq_traversal", cat(&[&[0, 2], b"../outside/new\0octet\0"]), Error(2)),
+        c(
+            "wrq_uploads_disabled",
+            cat(&[&[0, 2], b"new.bin\0octet\0"]),
+            Error(2),
+        ),
+        c(
+            "wrq_traversal",
+            cat(&[&[0, 2], b"../outside/new\0octet\0"]),
+            Error(2),
+        ),
         // --- options: ignored when malformed, the file is served ----------
-        c("opt_missing_value", cat(&[&[0, 1], b"small.bin\0octet\0blksize\0"]), Serve("small.bin")),
-        c("opt_missing_value_then_garbage", cat(&[&[0, 1], b"small.bin\0octet\0blksize"]), Serve("small.bin")),
-        c("opt_empty_name", cat(&[&[0, 1], b"small.bin\0octet\0\0512\0"]), Serve("small.bin")),
-        c("opt_trailing_nuls", cat(&[&[0, 1], b"small.bin\0octet\0\0\0\0\0"]), Serve("small.bin")),
-        c("opt_blksize_overflow", rrq_opts("small.bin", &[("blksize", "99999999999999999999")]), Serve("small.bin")),
-        c("opt_blksize_21_digits", rrq_opts("small.bin", &[("blksize", "100000000000000000000")]), Serve("small.bin")),
-        c("opt_blksize_65536", rrq_opts("small.bin", &[("blksize", "65536")]), Serve("small.bin")),
-        c("opt_blksize_4294967296", rrq_opts("small.bin", &[("blksize", "4294967296")]), Serve("small.bin")),
-        c("opt_blksize_7", rrq_opts("small.bin", &[("blksize", "7")]), Serve("small.bin")),
-        c("opt_blksize_8", rrq_opts("small.bin", &[("blksize", "8")]), Serve("small.bin")),
-        c("opt_blksize_0", rrq_opts("small.bin", &[("blksize", "0")]), Serve("small.bin")),
-        c("opt_blksize_negative", rrq_opts("small.bin", &[("blksize", "-1")]), Serve("small.bin")),
-        c("opt_blksize_plus", rrq_opts("small.bin", &[("blksize", "+1024")]), Serve("small.bin")),
-        c("opt_blksize_text", rrq_opts("small.bin", &[("blksize", "abc")]), Serve("small.bin")),
-        c("opt_blksize_hex", rrq_opts("small.bin", &[("blksize", "0x400")]), Serve("small.bin")),
-        c("opt_blksize_space", rrq_opts("small.bin", &[("blksize", " 1024")]), Serve("small.bin")),
-        c("opt_blksize_empty", rrq_opts("small.bin", &[("blksize", "")]), Serve("small.bin")),
-        c("opt_windowsize_0", rrq_opts("small.bin", &[("windowsize", "0")]), Serve("small.bin")),
-        c("opt_windowsize_65535", rrq_opts("small.bin", &[("windowsize", "65535")]), Serve("small.bin")),
-        c("opt_windowsize_65536", rrq_opts("small.bin", &[("windowsize", "65536")]), Serve("small.bin")),
-        c("opt_windowsize_huge", rrq_opts("small.bin", &[("windowsize", "18446744073709551616")]), Serve("small.bin")),
-        c("opt_windowsize_negative", rrq_opts("small.bin", &[("windowsize", "-16")]), Serve("small.bin")),
-        c("opt_timeout_0", rrq_opts("small.bin", &[("timeout", "0")]), Serve("small.bin")),
-        c("opt_timeout_256", rrq_opts("small.bin", &[("timeout", "256")]), Serve("small.bin")),
-        c("opt_timeout_text", rrq_opts("small.bin", &[("timeout", "soon")]), Serve("small.bin")),
-        c("opt_tsize_text", rrq_opts("small.bin", &[("tsize", "enable")]), Serve("small.bin")),
-        c("opt_tsize_negative", rrq_opts("small.bin", &[("tsize", "-1")]), Serve("small.bin")),
+        c(
+            "opt_missing_value",
+            cat(&[&[0, 1], b"small.bin\0octet\0blksize\0"]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_missing_value_then_garbage",
+            cat(&[&[0, 1], b"small.bin\0octet\0blksize"]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_empty_name",
+            cat(&[&[0, 1], b"small.bin\0octet\0\x00512\0"]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_trailing_nuls",
+            cat(&[&[0, 1], b"small.bin\0octet\0\0\0\0\0"]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_overflow",
+            rrq_opts("small.bin", &[("blksize", "99999999999999999999")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_21_digits",
+            rrq_opts("small.bin", &[("blksize", "100000000000000000000")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_65536",
+            rrq_opts("small.bin", &[("blksize", "65536")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_4294967296",
+            rrq_opts("small.bin", &[("blksize", "4294967296")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_7",
+            rrq_opts("small.bin", &[("blksize", "7")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_8",
+            rrq_opts("small.bin", &[("blksize", "8")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_0",
+            rrq_opts("small.bin", &[("blksize", "0")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_negative",
+            rrq_opts("small.bin", &[("blksize", "-1")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_plus",
+            rrq_opts("small.bin", &[("blksize", "+1024")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_text",
+            rrq_opts("small.bin", &[("blksize", "abc")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_hex",
+            rrq_opts("small.bin", &[("blksize", "0x400")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_space",
+            rrq_opts("small.bin", &[("blksize", " 1024")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_blksize_empty",
+            rrq_opts("small.bin", &[("blksize", "")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_windowsize_0",
+            rrq_opts("small.bin", &[("windowsize", "0")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_windowsize_65535",
+            rrq_opts("small.bin", &[("windowsize", "65535")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_windowsize_65536",
+            rrq_opts("small.bin", &[("windowsize", "65536")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_windowsize_huge",
+            rrq_opts("small.bin", &[("windowsize", "18446744073709551616")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_windowsize_negative",
+            rrq_opts("small.bin", &[("windowsize", "-16")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_timeout_0",
+            rrq_opts("small.bin", &[("timeout", "0")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_timeout_256",
+            rrq_opts("small.bin", &[("timeout", "256")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_timeout_text",
+            rrq_opts("small.bin", &[("timeout", "soon")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_tsize_text",
+            rrq_opts("small.bin", &[("tsize", "enable")]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_tsize_negative",
+            rrq_opts("small.bin", &[("tsize", "-1")]),
+            Serve("small.bin"),
+        ),
         c(
             "opt_everything_extreme",
             rrq_opts(
                 "small.bin",
-                &[("blksize", "65535"), ("windowsize", "65535"), ("timeout", "255"), ("tsize", "0")],
+                &[
+                    ("blksize", "65535"),
+                    ("windowsize", "65535"),
+                    ("timeout", "255"),
+                    ("tsize", "0"),
+                ],
             ),
             Serve("small.bin"),
         ),
         c(
             "opt_duplicates",
-            rrq_opts("small.bin", &[("blksize", "8"), ("blksize", "65464"), ("windowsize", "1"), ("WINDOWSIZE", "64")]),
+            rrq_opts(
+                "small.bin",
+                &[
+                    ("blksize", "8"),
+                    ("blksize", "65464"),
+                    ("windowsize", "1"),
+                    ("WINDOWSIZE", "64"),
+                ],
+            ),
             Serve("small.bin"),
         ),
         c("opt_many_pairs", many_pairs, Serve("small.bin")),
-        c("opt_non_utf8", cat(&[&[0, 1], b"small.bin\0octet\0\xff\xfe\0\xc0\xaf\0"]), Serve("small.bin")),
-        c("opt_unknown_multicast", rrq_opts("small.bin", &[("multicast", ""), ("rollover", "1")]), Serve("small.bin")),
+        c(
+            "opt_non_utf8",
+            cat(&[&[0, 1], b"small.bin\0octet\0\xff\xfe\0\xc0\xaf\0"]),
+            Serve("small.bin"),
+        ),
+        c(
+            "opt_unknown_multicast",
+            rrq_opts("small.bin", &[("multicast", ""), ("rollover", "1")]),
+            Serve("small.bin"),
+        ),
         // --- packets that only make sense inside a transfer ---------------
-        c("data_to_listen_port", cat(&[&[0, 3, 0, 1], b"hello"]), Error(4)),
+        c(
+            "data_to_listen_port",
+            cat(&[&[0, 3, 0, 1], b"hello"]),
+            Error(4),
+        ),
         c("data_empty_to_listen_port", vec![0, 3, 0, 1], Error(4)),
         c("data_header_only", vec![0, 3], Drop),
         c("ack_to_listen_port", vec![0, 4, 0, 1], Error(4)),
         c("ack_zero_to_listen_port", vec![0, 4, 0, 0], Error(4)),
         c("ack_short", vec![0, 4, 0], Drop),
-        c("oack_to_listen_port", cat(&[&[0, 6], b"blksize\0512\0"]), Error(4)),
+        c(
+            "oack_to_listen_port",
+            cat(&[&[0, 6], b"blksize\x00512\0"]),
+            Error(4),
+        ),
         c("oack_empty_to_listen_port", vec![0, 6], Error(4)),
-        c("error_to_listen_port", cat(&[&[0, 5, 0, 0], b"go away\0"]), Drop),
+        c(
+            "error_to_listen_port",
+            cat(&[&[0, 5, 0, 0], b"go away\0"]),
+            Drop,
+        ),
         c("error_unterminated", cat(&[&[0, 5, 0, 1], b"no nul"]), Drop),
         c("error_short", vec![0, 5, 0], Drop),
         // --- hostile names -------------------------------------------------
-        c("name_dotdot_etc_passwd", rrq("../etc/passwd", &[]), Error(2)),
-        c("name_dotdot_many", rrq("../../../../../../../../etc/passwd", &[]), Error(2)),
-        c("name_backslash_dotdot", rrq("..\\..\\windows\\win.ini", &[]), Error(2)),
-        c("name_mixed_slashes_dotdot", rrq("subdir\\..\\../outside/secret.txt", &[]), Error(2)),
-        c("name_dotdot_to_secret", rrq("../outside/secret.txt", &[]), Error(2)),
-        c("name_abs_dotdot_to_secret", rrq("/../outside/secret.txt", &[]), Error(2)),
+        c(
+            "name_dotdot_etc_passwd",
+            rrq("../etc/passwd", &[]),
+            Error(2),
+        ),
+        c(
+            "name_dotdot_many",
+            rrq("../../../../../../../../etc/passwd", &[]),
+            Error(2),
+        ),
+        c(
+            "name_backslash_dotdot",
+            rrq("..\\..\\windows\\win.ini", &[]),
+            Error(2),
+        ),
+        c(
+            "name_mixed_slashes_dotdot",
+            rrq("subdir\\..\\../outside/secret.txt", &[]),
+            Error(2),
+        ),
+        c(
+            "name_dotdot_to_secret",
+            rrq("../outside/secret.txt", &[]),
+            Error(2),
+        ),
+        c(
+            "name_abs_dotdot_to_secret",
+            rrq("/../outside/secret.txt", &[]),
+            Error(2),
+        ),
         c("name_inner_dotdot", rrq("a/../../b", &[]), Error(2)),
         // `..` is refused outright, even where it would stay inside the root.
-        c("name_dotdot_staying_inside", rrq("subdir/../small.bin", &[]), Error(2)),
+        c(
+            "name_dotdot_staying_inside",
+            rrq("subdir/../small.bin", &[]),
+            Error(2),
+        ),
         c("name_dotdot", rrq("..", &[]), Error(2)),
         c("name_dotdot_slash", rrq("../", &[]), Error(2)),
         // An absolute name is relative to the root: root/etc/passwd.
         c("name_abs_etc_passwd", rrq("/etc/passwd", &[]), Error(1)),
-        c("name_abs_proc_environ", rrq("/proc/self/environ", &[]), Error(1)),
+        c(
+            "name_abs_proc_environ",
+            rrq("/proc/self/environ", &[]),
+            Error(1),
+        ),
         c("name_abs_dev_zero", rrq("/dev/zero", &[]), Error(1)),
-        c("name_drive_letter", rrq("C:\\windows\\win.ini", &[]), Error(1)),
+        c(
+            "name_drive_letter",
+            rrq("C:\\windows\\win.ini", &[]),
+            Error(1),
+        ),
         // No URL decoding: these are literal (missing) names.
-        c("name_url_encoded_dots", rrq("%2e%2e/%2e%2e/etc/passwd", &[]), Error(1)),
-        c("name_url_encoded_slash", rrq("..%2f..%2fetc%2fpasswd", &[]), Error(1)),
-        c("name_url_encoded_nul", rrq("../outside/secret.txt%00.bin", &[]), Error(2)),
-        c("name_overlong_utf8_dots", rrq_raw(&[b"\xc0\xae\xc0\xae/outside/secret.txt", b"octet"]), Error(2)),
+        c(
+            "name_url_encoded_dots",
+            rrq("%2e%2e/%2e%2e/etc/passwd", &[]),
+            Error(1),
+        ),
+        c(
+            "name_url_encoded_slash",
+            rrq("..%2f..%2fetc%2fpasswd", &[]),
+            Error(1),
+        ),
+        c(
+            "name_url_encoded_nul",
+            rrq("../outside/secret.txt%00.bin", &[]),
+            Error(2),
+        ),
+        c(
+            "name_overlong_utf8_dots",
+            rrq_raw(&[b"\xc0\xae\xc0\xae/outside/secret.txt", b"octet"]),
+            Error(2),
+        ),
         c("name_non_utf8", rrq_raw(&[b"\xff\xfe", b"octet"]), Error(2)),
         c("name_newline", rrq("small\n.bin", &[]), Error(2)),
         c("name_escape_char", rrq("small.bin\x1b[2J", &[]), Error(2)),
         c("name_del_char", rrq("small.bin\x7f", &[]), Error(2)),
         // An embedded NUL ends the name: what follows is read as the mode.
-        c("name_embedded_nul", rrq_raw(&[b"small.bin", b"../outside/secret.txt", b"octet"]), Error(4)),
-        c("name_embedded_nul_escape_first", rrq_raw(&[b"escape.txt", b"small.bin", b"octet"]), Error(4)),
+        c(
+            "name_embedded_nul",
+            rrq_raw(&[b"small.bin", b"../outside/secret.txt", b"octet"]),
+            Error(4),
+        ),
+        c(
+            "name_embedded_nul_escape_first",
+            rrq_raw(&[b"escape.txt", b"small.bin", b"octet"]),
+            Error(4),
+        ),
         c("name_dot", rrq(".", &[]), Error(1)),
         c("name_slash", rrq("/", &[]), Error(1)),
         c("name_slashes_and_dots", rrq("/./././/", &[]), Error(1)),
@@ -221,12 +438,28 @@ fn corpus() -> Vec<Case> {
         c("name_directory_slash", rrq("subdir/", &[]), Error(1)),
         c("name_uppercase", rrq("SMALL.BIN", &[]), Error(1)),
         // Leading and doubled separators are normalised: a good file.
-        c("name_leading_backslash", rrq("\\small.bin", &[]), Serve("small.bin")),
-        c("name_double_slash", rrq("//small.bin", &[]), Serve("small.bin")),
-        c("name_dot_segments", rrq("./subdir/./inner.bin", &[]), Serve("subdir/inner.bin")),
+        c(
+            "name_leading_backslash",
+            rrq("\\small.bin", &[]),
+            Serve("small.bin"),
+        ),
+        c(
+            "name_double_slash",
+            rrq("//small.bin", &[]),
+            Serve("small.bin"),
+        ),
+        c(
+            "name_dot_segments",
+            rrq("./subdir/./inner.bin", &[]),
+            Serve("subdir/inner.bin"),
+        ),
         // Links and special files planted in the root (see `plant`).
         c("link_absolute_to_secret", rrq("escape.txt", &[]), Error(2)),
-        c("link_relative_to_secret", rrq("rel-escape.txt", &[]), Error(2)),
+        c(
+            "link_relative_to_secret",
+            rrq("rel-escape.txt", &[]),
+            Error(2),
+        ),
         c("link_chain_to_secret", rrq("chain", &[]), Error(2)),
         c("link_dir_outside", rrq("outdir/secret.txt", &[]), Error(2)),
         c("link_to_etc", rrq("sysconf", &[]), Error(2)),
@@ -323,11 +556,17 @@ struct Forbidden {
 
 impl Forbidden {
     fn new(fx: &Fixture) -> Forbidden {
-        let mut needles = vec![("the secret file outside the root".to_string(), SECRET.to_vec())];
-        if let Ok(passwd) = std::fs::read("/etc/passwd") {
-            if let Some(first) = passwd.split(|&b| b == b'\n').next().filter(|l| l.len() >= 8) {
-                needles.push(("the first line of /etc/passwd".to_string(), first.to_vec()));
-            }
+        let mut needles = vec![(
+            "the secret file outside the root".to_string(),
+            SECRET.to_vec(),
+        )];
+        if let Ok(passwd) = std::fs::read("/etc/passwd")
+            && let Some(first) = passwd
+                .split(|&b| b == b'\n')
+                .next()
+                .filter(|l| l.len() >= 8)
+        {
+            needles.push(("the first line of /etc/passwd".to_string(), first.to_vec()));
         }
         let paths = vec![
             fx.root().display().to_string(),
@@ -347,7 +586,10 @@ impl Forbidden {
         if let [0, 5, _, _, msg @ ..] = p {
             let msg = String::from_utf8_lossy(msg);
             for path in &self.paths {
-                assert!(!msg.contains(path.as_str()), "{context}: ERROR names a server path: {msg:?}");
+                assert!(
+                    !msg.contains(path.as_str()),
+                    "{context}: ERROR names a server path: {msg:?}"
+                );
             }
         }
     }
@@ -389,23 +631,38 @@ fn complete_transfer(
     if let [0, 6, opts @ ..] = packet.as_slice() {
         let asked = requested_options(request);
         let fields: Vec<&[u8]> = opts.split(|&b| b == 0).collect();
-        for pair in fields.chunks(2).filter(|p| p.len() == 2 && !p[0].is_empty()) {
+        for pair in fields
+            .chunks(2)
+            .filter(|p| p.len() == 2 && !p[0].is_empty())
+        {
             let name = String::from_utf8_lossy(pair[0]).to_ascii_lowercase();
             let value: u64 = std::str::from_utf8(pair[1])
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{context}: OACK {name} has value {:?}", pair[1]));
-            assert!(asked.contains(&name), "{context}: OACK has {name}, which was not asked for");
+            assert!(
+                asked.contains(&name),
+                "{context}: OACK has {name}, which was not asked for"
+            );
             match name.as_str() {
                 "blksize" => {
-                    assert!((8..=65464).contains(&value), "{context}: OACK blksize {value}");
+                    assert!(
+                        (8..=65464).contains(&value),
+                        "{context}: OACK blksize {value}"
+                    );
                     blksize = value as usize;
                 }
                 "windowsize" => {
-                    assert!((1..=64).contains(&value), "{context}: OACK windowsize {value}");
+                    assert!(
+                        (1..=64).contains(&value),
+                        "{context}: OACK windowsize {value}"
+                    );
                     window = value;
                 }
-                "timeout" => assert!((1..=255).contains(&value), "{context}: OACK timeout {value}"),
+                "timeout" => assert!(
+                    (1..=255).contains(&value),
+                    "{context}: OACK timeout {value}"
+                ),
                 "tsize" => assert_eq!(value, expected.len() as u64, "{context}: OACK tsize"),
                 other => panic!("{context}: OACK has unexpected option {other}"),
             }
@@ -421,10 +678,20 @@ fn complete_transfer(
             [0, 3, hi, lo, data @ ..] => {
                 let block = u16::from_be_bytes([*hi, *lo]);
                 if block == next {
-                    assert!(data.len() <= blksize, "{context}: DATA {block} of {} bytes", data.len());
+                    assert!(
+                        data.len() <= blksize,
+                        "{context}: DATA {block} of {} bytes",
+                        data.len()
+                    );
                     let end = offset + data.len();
-                    assert!(end <= expected.len(), "{context}: DATA past the end of the file");
-                    assert!(data == &expected[offset..end], "{context}: wrong bytes in DATA {block}");
+                    assert!(
+                        end <= expected.len(),
+                        "{context}: DATA past the end of the file"
+                    );
+                    assert!(
+                        data == &expected[offset..end],
+                        "{context}: wrong bytes in DATA {block}"
+                    );
                     offset = end;
                     since_ack += 1;
                     let last = data.len() < blksize;
@@ -439,15 +706,30 @@ fn complete_transfer(
                     next = next.wrapping_add(1);
                 }
             }
-            other => panic!("{context}: expected DATA {next}, got {}", packet_summary(other)),
+            other => panic!(
+                "{context}: expected DATA {next}, got {}",
+                packet_summary(other)
+            ),
         }
         let last_ack = next.wrapping_sub(1).to_be_bytes();
-        packet = next_from(sock, tid, forbidden, context, &[0, 4, last_ack[0], last_ack[1]]);
+        packet = next_from(
+            sock,
+            tid,
+            forbidden,
+            context,
+            &[0, 4, last_ack[0], last_ack[1]],
+        );
     }
 }
 
 /// The next packet from `tid`, re-sending `retry` on silence (bounded).
-fn next_from(sock: &UdpSocket, tid: SocketAddr, forbidden: &Forbidden, context: &str, retry: &[u8]) -> Vec<u8> {
+fn next_from(
+    sock: &UdpSocket,
+    tid: SocketAddr,
+    forbidden: &Forbidden,
+    context: &str,
+    retry: &[u8],
+) -> Vec<u8> {
     for _ in 0..5 {
         while let Some((p, from)) = recv(sock, REPLY_WAIT) {
             forbidden.check(context, &p);
@@ -471,7 +753,11 @@ fn check_still_serving(server: &mut Server, fx_root: &Path, forbidden: &Forbidde
     let first = recv(&sock, REPLY_WAIT)
         .unwrap_or_else(|| panic!("{context}: no answer: the server stopped serving"));
     forbidden.check(&context, &first.0);
-    assert!(first.0.starts_with(&[0, 3, 0, 1]), "{context}: got {}", packet_summary(&first.0));
+    assert!(
+        first.0.starts_with(&[0, 3, 0, 1]),
+        "{context}: got {}",
+        packet_summary(&first.0)
+    );
     complete_transfer(&sock, first, &request, &expected, forbidden, &context);
 }
 
@@ -484,13 +770,18 @@ fn run_case(server: &mut Server, fx: &Fixture, forbidden: &Forbidden, case: &Cas
         Expect::Drop => {
             if let Some((p, from)) = recv(&sock, QUIET) {
                 forbidden.check(&context, &p);
-                panic!("{context}: expected no reply, got {} from {from}", packet_summary(&p));
+                panic!(
+                    "{context}: expected no reply, got {} from {from}",
+                    packet_summary(&p)
+                );
             }
         }
         Expect::Error(code) => {
             let Some((p, from)) = recv(&sock, REPLY_WAIT) else {
                 if case.packet.len() > MAY_DROP_ABOVE {
-                    eprintln!("{context}: dropped (allowed for a datagram over {MAY_DROP_ABOVE} bytes)");
+                    eprintln!(
+                        "{context}: dropped (allowed for a datagram over {MAY_DROP_ABOVE} bytes)"
+                    );
                     return check_still_serving(server, &fx.root(), forbidden, &context);
                 }
                 panic!("{context}: expected ERROR {code}, got no reply");
@@ -499,26 +790,39 @@ fn run_case(server: &mut Server, fx: &Fixture, forbidden: &Forbidden, case: &Cas
             match p.as_slice() {
                 [0, 5, hi, lo, ..] => {
                     let got = u16::from_be_bytes([*hi, *lo]);
-                    assert_eq!(got, code, "{context}: expected ERROR {code}, got {}", packet_summary(&p));
+                    assert_eq!(
+                        got,
+                        code,
+                        "{context}: expected ERROR {code}, got {}",
+                        packet_summary(&p)
+                    );
                     assert_eq!(
                         from,
                         server.addr_v4(),
                         "{context}: a refusal should come from the listen port"
                     );
                 }
-                _ => panic!("{context}: expected ERROR {code}, got {} from {from}", packet_summary(&p)),
+                _ => panic!(
+                    "{context}: expected ERROR {code}, got {} from {from}",
+                    packet_summary(&p)
+                ),
             }
             // Nothing else follows an ERROR (no transfer was started).
             if let Some((p, from)) = recv(&sock, QUIET) {
                 forbidden.check(&context, &p);
-                panic!("{context}: after the ERROR, got {} from {from}", packet_summary(&p));
+                panic!(
+                    "{context}: after the ERROR, got {} from {from}",
+                    packet_summary(&p)
+                );
             }
         }
         Expect::Serve(file) => {
             let expected = std::fs::read(fx.root().join(file)).unwrap();
             let Some(first) = recv(&sock, REPLY_WAIT) else {
                 if case.packet.len() > MAY_DROP_ABOVE {
-                    eprintln!("{context}: dropped (allowed for a datagram over {MAY_DROP_ABOVE} bytes)");
+                    eprintln!(
+                        "{context}: dropped (allowed for a datagram over {MAY_DROP_ABOVE} bytes)"
+                    );
                     return check_still_serving(server, &fx.root(), forbidden, &context);
                 }
                 panic!("{context}: expected {file} to be served, got no reply");
@@ -571,15 +875,28 @@ fn bad_input(io: Io) {
             None => break,
         }
     }
-    eprintln!("{io:?}: burst of {} packets drew {replies} replies", cases.len() * 10);
+    eprintln!(
+        "{io:?}: burst of {} packets drew {replies} replies",
+        cases.len() * 10
+    );
     check_still_serving(&mut server, &fx.root(), &forbidden, "after the burst");
     // A multi-block file too, windowed.
     let expected = std::fs::read(fx.root().join(MULTI.name)).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let request = rrq(MULTI.name, &[("blksize", "1468"), ("windowsize", "8"), ("tsize", "0")]);
+    let request = rrq(
+        MULTI.name,
+        &[("blksize", "1468"), ("windowsize", "8"), ("tsize", "0")],
+    );
     sock.send_to(&request, server.addr_v4()).unwrap();
     let first = recv(&sock, REPLY_WAIT).expect("multi.bin after the burst: no answer");
-    complete_transfer(&sock, first, &request, &expected, &forbidden, "multi.bin after the burst");
+    complete_transfer(
+        &sock,
+        first,
+        &request,
+        &expected,
+        &forbidden,
+        "multi.bin after the burst",
+    );
     server.stop();
 }
 
@@ -605,9 +922,15 @@ fn stray_tid(io: Io) {
     let blocks = expected.len() / 512 + 1;
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.send_to(&rrq(MULTI.name, &[]), server.addr_v4()).unwrap();
+    client
+        .send_to(&rrq(MULTI.name, &[]), server.addr_v4())
+        .unwrap();
     let (mut packet, tid) = recv(&client, REPLY_WAIT).expect("no DATA 1");
-    assert_ne!(tid, server.addr_v4(), "plain mode: the transfer has its own port");
+    assert_ne!(
+        tid,
+        server.addr_v4(),
+        "plain mode: the transfer has its own port"
+    );
     let intrusions: Vec<(&str, Vec<u8>)> = vec![
         ("ACK 1", vec![0, 4, 0, 1]),
         ("ACK 9999", vec![0, 4, 0x27, 0x0f]),
@@ -622,21 +945,32 @@ fn stray_tid(io: Io) {
     let mut stray_answers = 0;
     for _ in 0..blocks * 3 {
         let [0, 3, hi, lo, data @ ..] = packet.as_slice() else {
-            panic!("{io:?}: expected DATA {next}, got {}", packet_summary(&packet));
+            panic!(
+                "{io:?}: expected DATA {next}, got {}",
+                packet_summary(&packet)
+            );
         };
         let block = u16::from_be_bytes([*hi, *lo]);
         if block == next {
-            assert_eq!(data, &expected[offset..offset + data.len()], "{io:?}: DATA {block}");
+            assert_eq!(
+                data,
+                &expected[offset..offset + data.len()],
+                "{io:?}: DATA {block}"
+            );
             offset += data.len();
             // At a few points, the intruder speaks to the transfer port and
             // the real client sends malformed packets.
             if [1u16, 2, 50, 150].contains(&block) {
                 for (what, p) in &intrusions {
                     intruder.send_to(p, tid).unwrap();
-                    let (reply, from) = recv(&intruder, REPLY_WAIT)
-                        .unwrap_or_else(|| panic!("{io:?}: stray {what} at block {block}: no ERROR 5"));
+                    let (reply, from) = recv(&intruder, REPLY_WAIT).unwrap_or_else(|| {
+                        panic!("{io:?}: stray {what} at block {block}: no ERROR 5")
+                    });
                     forbidden.check("stray", &reply);
-                    assert_eq!(from, tid, "{io:?}: ERROR 5 should come from the transfer port");
+                    assert_eq!(
+                        from, tid,
+                        "{io:?}: ERROR 5 should come from the transfer port"
+                    );
                     assert!(
                         reply.starts_with(&[0, 5, 0, 5]),
                         "{io:?}: stray {what} at block {block}: expected ERROR 5, got {}",
@@ -656,15 +990,33 @@ fn stray_tid(io: Io) {
             next = next.wrapping_add(1);
         }
         let ack = next.wrapping_sub(1).to_be_bytes();
-        packet = next_from(&client, tid, &forbidden, "stray-tid transfer", &[0, 4, ack[0], ack[1]]);
+        packet = next_from(
+            &client,
+            tid,
+            &forbidden,
+            "stray-tid transfer",
+            &[0, 4, ack[0], ack[1]],
+        );
     }
-    assert_eq!(offset, expected.len(), "{io:?}: the transfer did not complete");
+    assert_eq!(
+        offset,
+        expected.len(),
+        "{io:?}: the transfer did not complete"
+    );
     assert_eq!(stray_answers, intrusions.len() * 4);
     // The intruder got nothing but ERROR 5s.
     if let Some((p, from)) = recv(&intruder, QUIET) {
-        panic!("{io:?}: the intruder also got {} from {from}", packet_summary(&p));
+        panic!(
+            "{io:?}: the intruder also got {} from {from}",
+            packet_summary(&p)
+        );
     }
-    check_still_serving(&mut server, &fx.root(), &forbidden, "after the stray-TID test");
+    check_still_serving(
+        &mut server,
+        &fx.root(),
+        &forbidden,
+        "after the stray-TID test",
+    );
     server.stop();
 }
 
@@ -694,7 +1046,11 @@ fn corpus_fixtures_match_table() {
     let cases = corpus();
     let mut names = std::collections::HashSet::new();
     for case in &cases {
-        assert!(names.insert(case.name), "duplicate corpus name {}", case.name);
+        assert!(
+            names.insert(case.name),
+            "duplicate corpus name {}",
+            case.name
+        );
     }
     if std::env::var_os("RACKBOOT_WRITE_FIXTURES").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -713,10 +1069,10 @@ fn corpus_fixtures_match_table() {
     }
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".bin") {
-            if !names.contains(stem) {
-                problems.push(format!("{name} is not in the table"));
-            }
+        if let Some(stem) = name.strip_suffix(".bin")
+            && !names.contains(stem)
+        {
+            problems.push(format!("{name} is not in the table"));
         }
     }
     assert!(

@@ -21,27 +21,14 @@
 //! a stray transfer ID with ERROR 5, and retransmits its last packet after
 //! 1 s of silence (giving up after 15 s without progress).
 //!
-//! atftp 0.8 was tried first (`atftp_*` tests, ignored by default; run them
-//! with `--ignored`). Under loss it fails transfers on its own, whatever the
-//! server does, so it cannot carry an "all 32 complete" assertion:
-//!
-//! * It aborts with "tftp: unexpected OACK" when it receives the OACK a
-//!   second time. A server must retransmit the OACK when the client's ACK 0
-//!   is lost, so each transfer dies with the probability of losing ACK 0
-//!   (about 5% / 20% of transfers at 5% / 20% loss).
-//! * Debian's windowsize patch makes it send a single extra ACK for a
-//!   repeated block and then ignore further repeats until its own timeout
-//!   fires (`--tftp-timeout`, default 5 s; each ignored packet restarts that
-//!   timer). When both that ACK and the extra one are lost, the server keeps
-//!   retransmitting (its back-off is capped at 1 s) so atftp never times
-//!   out, and the server abandons the transfer after `--give-up` (10 s)
-//!   without progress; atftp then reports "tftp: unknown error".
-//!
-//! The atftp tests use the settings an operator would pick for a lossy link:
-//! `--tftp-timeout 1` (atftp's default of 5 s only makes its stalls longer)
-//! and the same options as the main test. They assert what atftp can carry:
-//! no atftp run that reports success has wrong bytes, and the server
-//! survives; the rest is reported.
+//! atftp 0.8 was tried first, and fails transfers on its own under loss,
+//! whatever the server does, so it cannot carry an "all 32 complete"
+//! assertion: it aborts with "unexpected OACK" when the OACK is resent
+//! after a lost ACK 0 (a server must resend it), and Debian's windowsize
+//! patch stops re-ACKing repeated blocks until its own timer fires, which
+//! a server that keeps retransmitting never lets happen. Measured here with
+//! `--tftp-timeout 1` (epoll, 32 downloads): 19/32 at 5% lock-step, 27/32
+//! at 5% window 16, 0/32 at 20% lock-step, 7/32 at 20% window 16.
 //!
 //! Both I/O backends are tested. The scenarios share the machine's cores, so
 //! they run one at a time (`HEAVY`). A run that passes takes about a minute
@@ -51,7 +38,7 @@
 mod common;
 mod netns;
 
-use common::{error_packet, pattern_bytes, rrq, sha256_file, write_pattern_file, Io};
+use common::{Io, error_packet, pattern_bytes, rrq, write_pattern_file};
 use netns::{Link, NsServer};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -104,9 +91,6 @@ impl Scratch {
     fn root(&self) -> std::path::PathBuf {
         self.dir.path().join("root")
     }
-    fn downloads(&self) -> std::path::PathBuf {
-        self.dir.path().join("dl")
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -140,7 +124,8 @@ fn fetch(
     deadline: Instant,
 ) -> Result<ClientStats, (String, usize)> {
     let mut offset: usize = 0; // bytes received in order
-    fetch_inner(sock, server, name, window, expected, deadline, &mut offset).map_err(|e| (e, offset))
+    fetch_inner(sock, server, name, window, expected, deadline, &mut offset)
+        .map_err(|e| (e, offset))
 }
 
 fn fetch_inner(
@@ -236,7 +221,10 @@ fn fetch_inner(
                         } else if k.eq_ignore_ascii_case(b"tsize") {
                             let size = value.ok_or("bad tsize in OACK")?;
                             if size != expected.len() as u64 {
-                                return Err(format!("OACK tsize {size}, file has {}", expected.len()));
+                                return Err(format!(
+                                    "OACK tsize {size}, file has {}",
+                                    expected.len()
+                                ));
                             }
                         }
                     }
@@ -258,7 +246,10 @@ fn fetch_inner(
                     continue;
                 }
                 if data.len() > blksize {
-                    return Err(format!("DATA {block} carries {} > blksize {blksize}", data.len()));
+                    return Err(format!(
+                        "DATA {block} carries {} > blksize {blksize}",
+                        data.len()
+                    ));
                 }
                 let end = offset + data.len();
                 if end > expected.len() {
@@ -273,7 +264,10 @@ fn fetch_inner(
                         .zip(&expected[offset..end])
                         .position(|(a, b)| a != b)
                         .unwrap_or(0);
-                    return Err(format!("wrong bytes in DATA {block} at file offset {}", offset + at));
+                    return Err(format!(
+                        "wrong bytes in DATA {block} at file offset {}",
+                        offset + at
+                    ));
                 }
                 offset = end;
                 *progress = offset;
@@ -333,11 +327,18 @@ fn loss_report(link: &Link) -> String {
         if seen == 0 {
             "none seen".to_string()
         } else {
-            format!("{dropped}/{seen} = {:.1}%", dropped as f64 * 100.0 / seen as f64)
+            format!(
+                "{dropped}/{seen} = {:.1}%",
+                dropped as f64 * 100.0 / seen as f64
+            )
         }
     };
     let (up, down) = link.loss_counters();
-    format!("dropped client->server {}, server->client {}", pct(up), pct(down))
+    format!(
+        "dropped client->server {}, server->client {}",
+        pct(up),
+        pct(down)
+    )
 }
 
 /// Checks that the injected loss is roughly what was asked for (so a broken
@@ -462,152 +463,6 @@ fn loss_uring() {
     loss_scenarios(Io::Uring);
 }
 
-// ---------------------------------------------------------------------------
-// atftp (report only; see the module documentation)
-// ---------------------------------------------------------------------------
-
-const ATFTP_LIMIT: Duration = Duration::from_secs(150);
-
-struct AtftpRun {
-    code: Option<i32>,
-    elapsed: Duration,
-    stderr: String,
-    local: std::path::PathBuf,
-}
-
-fn atftp_scenarios(io: Io) {
-    common::require_program("atftp");
-    common::require_program("timeout");
-    let _heavy = heavy_lock();
-    let (scratch, link, mut server) = start(io, "a");
-    let original = scratch.root().join(FILE_NAME);
-    let want = sha256_file(&original);
-    let mut report = Vec::new();
-    let mut corrupt = Vec::new();
-    for (loss, window) in SCENARIOS {
-        link.set_udp_loss(loss);
-        let label = format!("atftp {io:?} {loss}% loss, {}", describe_window(window));
-        let started = Instant::now();
-        let runs: Vec<_> = (0..CLIENTS)
-            .map(|i| {
-                let local = scratch.downloads().join(format!("{loss}-{window}-{i}"));
-                let _ = std::fs::remove_file(&local);
-                let mut cmd = link.client.command("timeout");
-                cmd.args([
-                    "--kill-after=5",
-                    &ATFTP_LIMIT.as_secs().to_string(),
-                    "atftp",
-                    "--tftp-timeout",
-                    "1",
-                    "--get",
-                    "-r",
-                    FILE_NAME,
-                    "-l",
-                ])
-                .arg(&local)
-                .args(["--option", &format!("blksize {BLKSIZE}"), "--option", "tsize"]);
-                if window > 1 {
-                    cmd.args(["--option", &format!("windowsize {window}")]);
-                }
-                cmd.args([&link.server_ip.to_string(), "69"]);
-                cmd.stdin(std::process::Stdio::null());
-                std::thread::spawn(move || {
-                    let t0 = Instant::now();
-                    let out = cmd.output().expect("run atftp");
-                    AtftpRun {
-                        code: out.status.code(),
-                        elapsed: t0.elapsed(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                        local,
-                    }
-                })
-            })
-            .collect();
-        let runs: Vec<AtftpRun> = runs.into_iter().map(|h| h.join().unwrap()).collect();
-        let wall = started.elapsed();
-        let mut ok_times = Vec::new();
-        let (mut dup_oack, mut stalled, mut killed, mut other) = (0, 0, 0, 0);
-        for r in &runs {
-            match r.code {
-                Some(0) => {
-                    let got = if r.local.exists() { sha256_file(&r.local) } else { String::new() };
-                    if got == want {
-                        ok_times.push(r.elapsed);
-                    } else {
-                        corrupt.push(format!(
-                            "{label}: atftp exited 0 but {} has the wrong content\n{}",
-                            r.local.display(),
-                            r.stderr
-                        ));
-                    }
-                }
-                Some(124) | Some(137) => killed += 1,
-                _ if r.stderr.contains("unexpected OACK") => dup_oack += 1,
-                _ if r.stderr.contains("unknown error") => stalled += 1,
-                _ => other += 1,
-            }
-        }
-        let (median, max) = median_max(ok_times.clone());
-        let line = format!(
-            "{label}: {}/{CLIENTS} complete and byte-exact (median {median:.1?}, max {max:.1?}); \
-             failed: {dup_oack} on a repeated OACK, {stalled} stalled until the server gave up, \
-             {killed} killed at {ATFTP_LIMIT:?}, {other} other; wall {wall:.1?}; {}",
-            ok_times.len(),
-            loss_report(&link)
-        );
-        eprintln!("{line}");
-        if other > 0 {
-            for r in runs.iter().filter(|r| {
-                r.code != Some(0)
-                    && !matches!(r.code, Some(124) | Some(137))
-                    && !r.stderr.contains("unexpected OACK")
-                    && !r.stderr.contains("unknown error")
-            }) {
-                eprintln!("  other failure ({:?}): {}", r.code, r.stderr.lines().rev().take(4).collect::<Vec<_>>().join(" | "));
-            }
-        }
-        report.push(line);
-        server.assert_alive();
-    }
-    link.set_udp_loss(0);
-    eprintln!("--- summary ---\n{}", report.join("\n"));
-    assert!(corrupt.is_empty(), "{}", corrupt.join("\n"));
-    server.assert_alive();
-    // And after all that, a clean download still works.
-    let local = scratch.downloads().join("after");
-    let out = link
-        .client
-        .output(
-            "atftp",
-            &[
-                "--get",
-                "-r",
-                FILE_NAME,
-                "-l",
-                local.to_str().unwrap(),
-                "--option",
-                "blksize 1468",
-                &link.server_ip.to_string(),
-                "69",
-            ],
-            None,
-        );
-    assert!(out.status.success(), "clean download after the loss scenarios failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(sha256_file(&local), want, "clean download after the loss scenarios");
-}
-
-#[test]
-#[ignore = "atftp 0.8 fails transfers under loss by itself (see module docs); run with --ignored to measure"]
-fn atftp_loss_epoll() {
-    atftp_scenarios(Io::Epoll);
-}
-
-#[test]
-#[ignore = "atftp 0.8 fails transfers under loss by itself (see module docs); run with --ignored to measure"]
-fn atftp_loss_uring() {
-    atftp_scenarios(Io::Uring);
-}
-
 /// The namespace plumbing itself: a clean link carries a download, the
 /// loss rule drops about what it should, and everything is cleaned up.
 #[test]
@@ -616,7 +471,10 @@ fn netns_plumbing_self_check() {
     let names;
     {
         let (_scratch, link, mut server) = start(Io::Epoll, "p");
-        names = (link.server.name().to_string(), link.client.name().to_string());
+        names = (
+            link.server.name().to_string(),
+            link.client.name().to_string(),
+        );
         let expected = pattern_bytes(FILE_NAME, FILE_SIZE);
         let sock = link.client.udp_bind(SocketAddr::new(link.client_ip, 0));
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -75,7 +75,11 @@ enum End {
     /// The final block arrived: `len` bytes, `first_diff` the first byte
     /// that differs from the reference (or `None` when all are equal);
     /// `data` holds the bytes when the request asked to keep them.
-    Complete { len: usize, first_diff: Option<usize>, data: Vec<u8> },
+    Complete {
+        len: usize,
+        first_diff: Option<usize>,
+        data: Vec<u8>,
+    },
     /// The server sent an ERROR after `at` bytes.
     Error { code: u16, msg: String, at: usize },
     /// No answer for `CLIENT_RETRIES` retries, or past `CLIENT_LIMIT`.
@@ -130,7 +134,10 @@ fn get(g: &Get) -> End {
     let mut buf = vec![0u8; 65536];
     loop {
         if started.elapsed() > CLIENT_LIMIT {
-            return End::Hung { at: offset, why: format!("not done after {CLIENT_LIMIT:?}") };
+            return End::Hung {
+                at: offset,
+                why: format!("not done after {CLIENT_LIMIT:?}"),
+            };
         }
         sock.set_read_timeout(Some(CLIENT_RETRY)).unwrap();
         let (n, from) = match sock.recv_from(&mut buf) {
@@ -140,7 +147,9 @@ fn get(g: &Get) -> End {
                 if retries > CLIENT_RETRIES {
                     return End::Hung {
                         at: offset,
-                        why: format!("no answer to {CLIENT_RETRIES} retries, {CLIENT_RETRY:?} apart"),
+                        why: format!(
+                            "no answer to {CLIENT_RETRIES} retries, {CLIENT_RETRY:?} apart"
+                        ),
                     };
                 }
                 let _ = sock.send_to(&last_sent, tid.unwrap_or(g.server));
@@ -158,7 +167,10 @@ fn get(g: &Get) -> End {
                 tid = Some(from);
                 let fields: Vec<&[u8]> = opts.split(|&b| b == 0).collect();
                 for pair in fields.chunks(2).filter(|p| p.len() == 2) {
-                    let v: usize = std::str::from_utf8(pair[1]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let v: usize = std::str::from_utf8(pair[1])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
                     if pair[0].eq_ignore_ascii_case(b"blksize") {
                         blksize = v;
                     } else if pair[0].eq_ignore_ascii_case(b"windowsize") {
@@ -211,14 +223,20 @@ fn get(g: &Get) -> End {
                     if first_diff.is_none() && offset < g.reference.len() {
                         first_diff = Some(offset); // short
                     }
-                    return End::Complete { len: offset, first_diff, data: kept };
+                    return End::Complete {
+                        len: offset,
+                        first_diff,
+                        data: kept,
+                    };
                 }
                 next = next.wrapping_add(1);
             }
             [0, 5, hi, lo, msg @ ..] => {
                 return End::Error {
                     code: u16::from_be_bytes([*hi, *lo]),
-                    msg: String::from_utf8_lossy(msg).trim_end_matches('\0').to_string(),
+                    msg: String::from_utf8_lossy(msg)
+                        .trim_end_matches('\0')
+                        .to_string(),
                     at: offset,
                 };
             }
@@ -253,7 +271,10 @@ fn apply(change: Change, path: &Path, new: &[u8]) -> Duration {
     match change {
         Change::Truncate => {
             let t0 = Instant::now();
-            let f = OpenOptions::new().write(true).open(path).expect("open for truncate");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open for truncate");
             let waited = t0.elapsed();
             f.set_len(new.len() as u64).expect("truncate");
             drop(f);
@@ -261,7 +282,10 @@ fn apply(change: Change, path: &Path, new: &[u8]) -> Duration {
         }
         Change::Rewrite => {
             let t0 = Instant::now();
-            let mut f = OpenOptions::new().write(true).open(path).expect("open for rewrite");
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open for rewrite");
             let waited = t0.elapsed();
             for chunk in new.chunks(1 << 20) {
                 f.write_all(chunk).expect("rewrite");
@@ -289,7 +313,8 @@ fn change_while_serving(io: Io, change: Change) {
     let new = new_content(change, &original);
     let mut server = Server::spawn(&fx.root(), &ServerConfig::new(io));
     let addr = server.addr_v4();
-    let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
+    let progress: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let (original, progress) = (original.clone(), progress.clone());
@@ -310,15 +335,23 @@ fn change_while_serving(io: Io, change: Change) {
     std::thread::sleep(CHANGE_AFTER);
     let at_change: Vec<usize> = progress.iter().map(|p| p.load(Ordering::SeqCst)).collect();
     let waited = apply(change, &path, &new);
-    let ends: Vec<End> = clients.into_iter().map(|c| c.join().expect("client panicked")).collect();
+    let ends: Vec<End> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client panicked"))
+        .collect();
 
     let mid_way = at_change.iter().filter(|&&b| b > 0 && b < SIZE).count();
     let (mut exact, mut errors, mut bad) = (0, Vec::new(), Vec::new());
     for (i, end) in ends.iter().enumerate() {
         match end {
             e if e.is_exact(SIZE) => exact += 1,
-            End::Error { code, msg, at } => errors.push(format!("client {i}: ERROR {code} {msg:?} after {at} bytes")),
-            other => bad.push(format!("client {i} (at {} bytes when changed): {other:?}", at_change[i])),
+            End::Error { code, msg, at } => {
+                errors.push(format!("client {i}: ERROR {code} {msg:?} after {at} bytes"))
+            }
+            other => bad.push(format!(
+                "client {i} (at {} bytes when changed): {other:?}",
+                at_change[i]
+            )),
         }
     }
     let summary = format!(
@@ -469,9 +502,12 @@ fn rewrite_storm(io: Io) {
     let mut waits = Vec::new();
     for round in 0..STORM_REWRITES {
         std::thread::sleep(Duration::from_millis(150));
-        let content = if round % 2 == 0 { &b } else { &a };
+        let content = if round.is_multiple_of(2) { &b } else { &a };
         let t0 = Instant::now();
-        let mut f = OpenOptions::new().write(true).open(&path).expect("open for rewrite");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open for rewrite");
         waits.push(t0.elapsed());
         f.write_all(content).expect("rewrite");
         drop(f);
@@ -498,7 +534,11 @@ fn rewrite_storm(io: Io) {
     assert!(bad.is_empty(), "{summary}\n{}", bad.join("\n"));
     assert!(max_wait < WRITER_OPEN_LIMIT, "{summary}");
     // Rewrite `round` wrote B when even, A when odd: the last one is in place.
-    let last = if (STORM_REWRITES - 1) % 2 == 0 { &b } else { &a };
+    let last = if (STORM_REWRITES - 1).is_multiple_of(2) {
+        &b
+    } else {
+        &a
+    };
     let end = get(&Get {
         server: addr,
         name: "storm.bin",
@@ -508,7 +548,10 @@ fn rewrite_storm(io: Io) {
         progress: None,
         keep: false,
     });
-    assert!(end.is_exact(STORM_SIZE), "{summary}: a fresh fetch got {end:?}");
+    assert!(
+        end.is_exact(STORM_SIZE),
+        "{summary}: a fresh fetch got {end:?}"
+    );
     server.stop();
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, Weak};
@@ -148,7 +147,15 @@ impl FileCache {
             return Ok(ServedFile { name, identity, contents: Contents::Empty, gate, leased: None });
         }
         if let Some(watcher) = Watcher::get() {
-            if watcher.lease(&file, gate.clone()).is_ok() {
+            let leased = watcher.lease(&file, gate.clone());
+            // EAGAIN: someone has the file open for writing right now. A
+            // copy taken now could hold half of their write (one write(2)
+            // updates the times before its data): ask the client to retry.
+            if leased.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN)) {
+                tracing::info!(file = %name, "file is open for writing: request answered busy");
+                return Err(ResolveError::Busy);
+            }
+            if leased.is_ok() {
                 // SAFETY: the lease guarantees no one writes or truncates the
                 // file without our consent (see `lease`); the mapping is only
                 // handed to the kernel for sends, never read by us.
@@ -208,12 +215,23 @@ fn prefault(served: &Arc<ServedFile>) {
     }
 }
 
-/// Reads the whole file, provided it did not change while being read.
+/// Reads the whole file, provided it did not change while being read:
+/// the same bytes twice and the same size and times around both reads (the
+/// times alone can miss a write in progress). Only for files that cannot be
+/// leased, once per version.
 fn read_stable(file: &File, identity: Identity) -> Option<Box<[u8]>> {
-    let mut buf = Vec::with_capacity(identity.size as usize);
-    (&*file).read_to_end(&mut buf).ok()?;
-    let unchanged = buf.len() as u64 == identity.size && Identity::of(file).ok() == Some(identity);
-    unchanged.then(|| buf.into_boxed_slice())
+    use std::os::unix::fs::FileExt;
+    let read = || {
+        let mut buf = vec![0u8; identity.size as usize];
+        file.read_exact_at(&mut buf, 0).ok()?;
+        let mut probe = [0u8; 1];
+        let at_end = file.read_at(&mut probe, identity.size).ok()? == 0;
+        at_end.then_some(buf)
+    };
+    let first = read()?;
+    let second = read()?;
+    let unchanged = first == second && Identity::of(file).ok() == Some(identity);
+    unchanged.then(|| first.into_boxed_slice())
 }
 
 #[cfg(test)]

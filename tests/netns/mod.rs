@@ -99,7 +99,11 @@ impl Netns {
     pub fn output(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = self.command(program);
         cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
@@ -224,7 +228,8 @@ impl Netns {
         assert!(percent <= 100);
         // `table X` + `delete table X` removes a previous table without
         // failing when there is none.
-        let mut script = String::from("table inet rackboot_loss\ndelete table inet rackboot_loss\n");
+        let mut script =
+            String::from("table inet rackboot_loss\ndelete table inet rackboot_loss\n");
         if percent > 0 {
             script.push_str("table inet rackboot_loss {\n");
             for hook in hooks {
@@ -243,7 +248,11 @@ impl Netns {
 
     /// `(udp packets seen, dropped)` at `hook` since the loss was set.
     pub fn loss_counters(&self, hook: &str) -> (u64, u64) {
-        let out = self.output("nft", &["list", "chain", "inet", "rackboot_loss", hook], None);
+        let out = self.output(
+            "nft",
+            &["list", "chain", "inet", "rackboot_loss", hook],
+            None,
+        );
         if !out.status.success() {
             return (0, 0);
         }
@@ -303,8 +312,18 @@ impl Link {
         run_checked(
             "ip",
             &[
-                "link", "add", &a, "netns", server.name(), "type", "veth", "peer", "name", &b,
-                "netns", client.name(),
+                "link",
+                "add",
+                &a,
+                "netns",
+                server.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &b,
+                "netns",
+                client.name(),
             ],
         );
         let server_ip: IpAddr = format!("10.213.{subnet}.1").parse().unwrap();
@@ -384,7 +403,8 @@ impl NsServer {
             },
             0,
         ));
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut buf = [0u8; 2048];
         loop {
