@@ -185,10 +185,6 @@ impl ShardCore {
         }
     }
 
-    pub fn transfers(&self) -> usize {
-        self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Transfer(_))).count()
-    }
-
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
