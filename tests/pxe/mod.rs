@@ -45,8 +45,8 @@ use netns::{BRIDGE, Netns, Proc};
 use qemu::Machine;
 
 pub const RACKBOOT: &str = env!("CARGO_BIN_EXE_rackboot");
-/// rackboot's log filter: transfers and proxy replies at info, TFTP misses
-/// (`refused: File not found`) and proxy silences at debug.
+/// rackboot's log filter: transfers, TFTP misses (`read refused`) and
+/// proxy replies at info, proxy silences at debug.
 const RACKBOOT_LOG: &str = "info,rackboot::reactor::shard=debug,rackboot::reactor::proxy=debug";
 /// Longest wait for a VM to get to what a test looks for; a run takes
 /// 5–30 s on an idle machine.
@@ -169,7 +169,7 @@ pub fn field(line: &str, key: &str) -> Option<String> {
 }
 
 /// One TFTP read as rackboot logs it: a finished transfer
-/// (`read ... outcome=Complete`) or a refused request (`refused: ...`,
+/// (`read ... outcome=Complete`) or a refused request (`read refused ...`,
 /// outcome `refused`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TftpLine {
@@ -183,7 +183,7 @@ pub fn tftp_lines(log: &str) -> Vec<TftpLine> {
         .filter_map(|line| {
             let outcome = if line.contains(" read client=") {
                 field(line, "outcome")?
-            } else if line.contains("refused: ") {
+            } else if line.contains(" read refused ") {
                 "refused".to_owned()
             } else {
                 return None;
