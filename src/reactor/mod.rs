@@ -184,14 +184,7 @@ impl Server {
         }
         let mut total = shard::ShardStats::default();
         for t in self.threads {
-            let s = t.join().map_err(|_| io::Error::other("a shard panicked"))??;
-            total.requests += s.requests;
-            total.completed += s.completed;
-            total.failed += s.failed;
-            total.refused += s.refused;
-            total.probes += s.probes;
-            total.malformed += s.malformed;
-            total.bytes += s.bytes;
+            total += t.join().map_err(|_| io::Error::other("a shard panicked"))??;
         }
         Ok(total)
     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::socket::{bind_error, pktinfo_v4, recv_datagram, CONTROL_LEN};
+use super::socket::{bind_error, pktinfo_v4, recv_datagram, write_pktinfo_v4, CONTROL_LEN};
 use super::Shared;
 use crate::dhcp::{Destination, Policy, Reply, Request, ServerPort, MAX_REPLY_LEN};
 
@@ -162,7 +162,7 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
                     Ok(reply) => {
                         stats.answered += 1;
                         log_reply(&settings, &reply, &arrival, &out[..reply.len]);
-                        let to = reply_destination(&reply);
+                        let to = reply.destination.socket_addr();
                         match reply.delay {
                             Some(delay) if !delay.is_zero() => delayed.push(Reverse(Delayed {
                                 due: Instant::now() + delay,
@@ -227,10 +227,6 @@ fn interface_netmask(address: Ipv4Addr) -> Option<Ipv4Addr> {
     found
 }
 
-fn reply_destination(reply: &Reply) -> SocketAddrV4 {
-    reply.destination.socket_addr()
-}
-
 fn log_reply(settings: &ProxyListen, reply: &Reply, arrival: &Arrival, bytes: &[u8]) {
     let chaddr = bytes.get(28..34).unwrap_or(&[]);
     let mac = chaddr.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
@@ -260,30 +256,19 @@ fn recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Arrival)> {
 /// address it was received on (IP_PKTINFO on send).
 fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddrV4, arrival: Arrival) {
     let addr = socket2::SockAddr::from(SocketAddr::V4(to));
-    let mut info: libc::in_pktinfo = unsafe { std::mem::zeroed() };
-    info.ipi_ifindex = arrival.ifindex;
-    info.ipi_spec_dst.s_addr = u32::from(arrival.local).to_be();
-    let data_at = (size_of::<libc::cmsghdr>() + size_of::<usize>() - 1) & !(size_of::<usize>() - 1);
     let mut control = [0u8; CONTROL_LEN];
-    let cmsg = libc::cmsghdr {
-        cmsg_len: (data_at + size_of::<libc::in_pktinfo>()) as _,
-        cmsg_level: libc::IPPROTO_IP,
-        cmsg_type: libc::IP_PKTINFO,
-    };
+    let control_len = write_pktinfo_v4(&mut control, arrival.ifindex, arrival.local);
     let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-    // SAFETY: the control buffer holds a header plus in_pktinfo (asserted by
-    // CONTROL_LEN's size check in `socket`); every msghdr pointer refers to
-    // locals that outlive the synchronous sendmsg.
+    // SAFETY: every msghdr pointer refers to locals that outlive the
+    // synchronous sendmsg.
     let rc = unsafe {
-        std::ptr::write_unaligned(control.as_mut_ptr().cast(), cmsg);
-        std::ptr::write_unaligned(control.as_mut_ptr().add(data_at).cast(), info);
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = addr.as_ptr() as *mut _;
         msg.msg_namelen = addr.len();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = data_at + size_of::<libc::in_pktinfo>();
+        msg.msg_controllen = control_len;
         libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
     };
     if rc < 0 {

@@ -132,6 +132,18 @@ pub struct ShardStats {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for ShardStats {
+    fn add_assign(&mut self, other: ShardStats) {
+        self.requests += other.requests;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.refused += other.refused;
+        self.probes += other.probes;
+        self.malformed += other.malformed;
+        self.bytes += other.bytes;
+    }
+}
+
 pub struct ShardCore {
     index: usize,
     shared: Arc<Shared>,

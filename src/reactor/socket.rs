@@ -220,45 +220,32 @@ pub fn recv_datagram(fd: std::os::fd::RawFd, buf: &mut [u8], control: &mut [u8; 
     Some(Received { len: n as usize, from, control_len, truncated: flags & libc::MSG_TRUNC != 0 })
 }
 
-/// Writes a control message choosing the source address of a send from a
-/// wildcard-bound socket. Returns its length (0 when none is needed).
-pub fn write_source_control(buf: &mut [u8; CONTROL_LEN], source: Option<IpAddr>) -> usize {
-    let Some(ip) = source else { return 0 };
+/// Writes one control message (`level`, `kind`, `data`) at the start of
+/// `buf`; returns the space it takes, 0 when `buf` is too short.
+fn write_cmsg<T: Copy>(buf: &mut [u8], level: i32, kind: i32, data: T) -> usize {
     let header = cmsg_align(size_of::<libc::cmsghdr>());
-    // SAFETY (both arms): CONTROL_LEN covers the header plus the larger
-    // (IPv6) payload, asserted at compile time; writes are unaligned-safe.
-    match ip {
-        IpAddr::V4(v4) => {
-            let data_len = size_of::<libc::in_pktinfo>();
-            let mut info: libc::in_pktinfo = unsafe { std::mem::zeroed() };
-            info.ipi_spec_dst.s_addr = u32::from(v4).to_be();
-            let cmsg = libc::cmsghdr {
-                cmsg_len: (header + data_len) as _,
-                cmsg_level: libc::IPPROTO_IP,
-                cmsg_type: libc::IP_PKTINFO,
-            };
-            unsafe {
-                std::ptr::write_unaligned(buf.as_mut_ptr().cast(), cmsg);
-                std::ptr::write_unaligned(buf.as_mut_ptr().add(header).cast(), info);
-            }
-            cmsg_space(data_len)
-        }
-        IpAddr::V6(v6) => {
-            let data_len = size_of::<libc::in6_pktinfo>();
-            let mut info: libc::in6_pktinfo = unsafe { std::mem::zeroed() };
-            info.ipi6_addr.s6_addr = v6.octets();
-            let cmsg = libc::cmsghdr {
-                cmsg_len: (header + data_len) as _,
-                cmsg_level: libc::IPPROTO_IPV6,
-                cmsg_type: libc::IPV6_PKTINFO,
-            };
-            unsafe {
-                std::ptr::write_unaligned(buf.as_mut_ptr().cast(), cmsg);
-                std::ptr::write_unaligned(buf.as_mut_ptr().add(header).cast(), info);
-            }
-            cmsg_space(data_len)
-        }
+    let space = cmsg_space(size_of::<T>());
+    if buf.len() < space {
+        return 0;
     }
+    let cmsg = libc::cmsghdr { cmsg_len: (header + size_of::<T>()) as _, cmsg_level: level, cmsg_type: kind };
+    // SAFETY: `buf` holds `space` bytes, room for the header and `data`;
+    // unaligned writes need no alignment of the caller's buffer.
+    unsafe {
+        std::ptr::write_unaligned(buf.as_mut_ptr().cast(), cmsg);
+        std::ptr::write_unaligned(buf.as_mut_ptr().add(header).cast(), data);
+    }
+    space
+}
+
+/// Writes an IP_PKTINFO message: send from `source`, out of interface
+/// `ifindex` (0: let routing choose).
+pub fn write_pktinfo_v4(buf: &mut [u8], ifindex: i32, source: Ipv4Addr) -> usize {
+    // SAFETY: in_pktinfo is plain data; all-zero is a valid value.
+    let mut info: libc::in_pktinfo = unsafe { std::mem::zeroed() };
+    info.ipi_ifindex = ifindex;
+    info.ipi_spec_dst.s_addr = u32::from(source).to_be();
+    write_cmsg(buf, libc::IPPROTO_IP, libc::IP_PKTINFO, info)
 }
 
 /// `UDP_SEGMENT` (linux/udp.h), not in the libc crate for glibc targets.
@@ -270,23 +257,18 @@ pub const SEND_CONTROL_LEN: usize = CONTROL_LEN + cmsg_space(size_of::<u16>());
 /// wildcard-bound socket) and, for a GSO send, the segment size. Returns
 /// their total length (0 when none is needed).
 pub fn write_send_control(buf: &mut [u8; SEND_CONTROL_LEN], source: Option<IpAddr>, segment: Option<u16>) -> usize {
-    let mut first = [0u8; CONTROL_LEN];
-    let mut len = write_source_control(&mut first, source);
-    buf[..len].copy_from_slice(&first[..len]);
-    if let Some(size) = segment {
-        let header = cmsg_align(size_of::<libc::cmsghdr>());
-        let cmsg = libc::cmsghdr {
-            cmsg_len: (header + size_of::<u16>()) as _,
-            cmsg_level: libc::SOL_UDP,
-            cmsg_type: UDP_SEGMENT,
-        };
-        // SAFETY: SEND_CONTROL_LEN leaves cmsg_space(u16) after the largest
-        // source message; writes are unaligned-safe.
-        unsafe {
-            std::ptr::write_unaligned(buf.as_mut_ptr().add(len).cast(), cmsg);
-            std::ptr::write_unaligned(buf.as_mut_ptr().add(len + header).cast(), size);
+    let mut len = match source {
+        None => 0,
+        Some(IpAddr::V4(v4)) => write_pktinfo_v4(buf, 0, v4),
+        Some(IpAddr::V6(v6)) => {
+            // SAFETY: in6_pktinfo is plain data; all-zero is a valid value.
+            let mut info: libc::in6_pktinfo = unsafe { std::mem::zeroed() };
+            info.ipi6_addr.s6_addr = v6.octets();
+            write_cmsg(buf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
         }
-        len += cmsg_space(size_of::<u16>());
+    };
+    if let Some(size) = segment {
+        len += write_cmsg(&mut buf[len..], libc::SOL_UDP, UDP_SEGMENT, size);
     }
     len
 }
@@ -345,8 +327,8 @@ mod tests {
 
     #[test]
     fn source_control_round_trips_through_the_parser() {
-        let mut buf = [0u8; CONTROL_LEN];
-        let n = write_source_control(&mut buf, Some("10.1.2.3".parse().unwrap()));
+        let mut buf = [0u8; SEND_CONTROL_LEN];
+        let n = write_send_control(&mut buf, Some("10.1.2.3".parse().unwrap()), Some(1472));
         assert!(n > 0);
         // The parser reads ipi_addr, the writer sets ipi_spec_dst: only the
         // framing round-trips, which is what matters here.

@@ -94,10 +94,8 @@ pub struct ReadTransfer {
     /// until a round trip has passed since `restarted_at`.
     recover: Option<u64>,
     restarted_at: Instant,
-    /// When the current flight began, and whether it holds resent blocks
-    /// (Karn's rule: no round-trip sample from those).
+    /// When the current flight began (for round-trip samples).
     flight_start: Instant,
-    flight_resent: bool,
     deadline: Option<Instant>,
     last_progress: Instant,
     rtt: RttEstimator,
@@ -134,7 +132,6 @@ impl ReadTransfer {
             recover: None,
             restarted_at: now,
             flight_start: now,
-            flight_resent: false,
             deadline: None,
             last_progress: now,
             rtt: RttEstimator::new(timing.rtt),
@@ -169,6 +166,13 @@ impl ReadTransfer {
     /// Bytes of the file acknowledged so far.
     pub fn bytes_acked(&self) -> u64 {
         (self.una.saturating_sub(1) * self.blksize).min(self.file_len)
+    }
+
+    /// Whether the current flight holds resent blocks: the first
+    /// unacknowledged one lies in the range resent after a gap or timeout.
+    /// Karn's rule: no round-trip sample from such a flight.
+    fn flight_resent(&self) -> bool {
+        self.recover.is_some_and(|r| self.una <= r)
     }
 
     /// The last block the window currently allows.
@@ -216,7 +220,7 @@ impl ReadTransfer {
         if block < self.una {
             return; // duplicate or old: never a resend
         }
-        if !self.flight_resent {
+        if !self.flight_resent() {
             self.rtt.sample(now.saturating_duration_since(self.flight_start));
         }
         self.rtt.on_progress();
@@ -232,8 +236,7 @@ impl ReadTransfer {
         // from triggering a window per ACK, while an RFC 7440 client, which
         // drops everything after a gap, gets each new hole filled at once.
         let round_trip = self.rtt.srtt().unwrap_or(self.rtt.rto() / 2).max(MIN_RESTART_GAP);
-        let in_recovery =
-            self.recover.is_some_and(|r| self.una <= r) && now < self.restarted_at + round_trip;
+        let in_recovery = self.flight_resent() && now < self.restarted_at + round_trip;
         if block < sent_high && !in_recovery {
             // The client ACKed short of what was sent: it saw a gap.
             self.recover = Some(sent_high);
@@ -243,7 +246,6 @@ impl ReadTransfer {
             self.next = self.next.max(self.una);
         }
         self.flight_start = now;
-        self.flight_resent = self.recover.is_some_and(|r| self.una <= r);
         // Blocks una..next are still in flight: time them from now. When
         // nothing is, the next poll_transmit sends and arms the timer.
         self.deadline = (self.next > self.una).then(|| now + self.rtt.rto());
@@ -280,7 +282,6 @@ impl ReadTransfer {
         self.recover = self.sent_end.checked_sub(1);
         self.restarted_at = now;
         self.flight_start = now;
-        self.flight_resent = true;
         self.deadline = None;
     }
 }
