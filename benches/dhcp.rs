@@ -5,12 +5,16 @@
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use dhcproto::{Decodable, Decoder};
-use rackboot::dhcp::{Arch, BootEntry, Policy, ProxyConfig, Request, ServerPort, MAX_REPLY_LEN};
+use rackboot::dhcp::{Arch, BootEntry, MAX_REPLY_LEN, Policy, ProxyConfig, Request, ServerPort};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/dhcp/{name}", env!("CARGO_MANIFEST_DIR"))).expect(name)
+    std::fs::read(format!(
+        "{}/tests/fixtures/dhcp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect(name)
 }
 
 fn policy() -> Policy {
@@ -32,10 +36,27 @@ fn answer(c: &mut Criterion) {
         let bytes = fixture(file);
         let mut out = [0u8; MAX_REPLY_LEN];
         let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 50), 68);
-        assert!(policy.answer(&Request { bytes: &bytes, port, source, local_addr: Ipv4Addr::new(10, 0, 0, 1) }, &mut out).is_ok());
+        assert!(
+            policy
+                .answer(
+                    &Request {
+                        bytes: &bytes,
+                        port,
+                        source,
+                        local_addr: Ipv4Addr::new(10, 0, 0, 1)
+                    },
+                    &mut out
+                )
+                .is_ok()
+        );
         g.bench_function(format!("rackboot parse + answer: {label}"), |b| {
             b.iter(|| {
-                let request = Request { bytes: black_box(&bytes), port, source, local_addr: Ipv4Addr::new(10, 0, 0, 1) };
+                let request = Request {
+                    bytes: black_box(&bytes),
+                    port,
+                    source,
+                    local_addr: Ipv4Addr::new(10, 0, 0, 1),
+                };
                 policy.answer(&request, &mut out).map(|r| r.len)
             })
         });

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rackboot::tftp::{Limits, Negotiated, ReadTransfer, Timing, Transmit};
 use rackboot::wire::tftp::{self, ErrorCode, Opcode, Options, Packet};
 
@@ -15,7 +15,11 @@ fn rrq() -> Vec<u8> {
         Opcode::Rrq,
         b"pxelinux.cfg/01-52-54-00-12-34-56",
         b"octet",
-        &[(b"tsize", b"0"), (b"blksize", b"1468"), (b"windowsize", b"16")],
+        &[
+            (b"tsize", b"0"),
+            (b"blksize", b"1468"),
+            (b"windowsize", b"16"),
+        ],
     )
     .unwrap();
     buf[..n].to_vec()
@@ -25,21 +29,44 @@ fn wire(c: &mut Criterion) {
     let request = rrq();
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("parse RRQ with 3 options", |b| b.iter(|| Packet::parse(black_box(&request))));
-    g.bench_function("parse ACK", |b| b.iter(|| Packet::parse(black_box(&[0, 4, 0x12, 0x34]))));
+    g.bench_function("parse RRQ with 3 options", |b| {
+        b.iter(|| Packet::parse(black_box(&request)))
+    });
+    g.bench_function("parse ACK", |b| {
+        b.iter(|| Packet::parse(black_box(&[0, 4, 0x12, 0x34])))
+    });
     let data = tftp::data_header(7);
-    g.bench_function("parse DATA header", |b| b.iter(|| Packet::parse(black_box(&data))));
+    g.bench_function("parse DATA header", |b| {
+        b.iter(|| Packet::parse(black_box(&data)))
+    });
     let mut out = [0u8; 128];
-    g.bench_function("emit DATA header", |b| b.iter(|| tftp::data_header(black_box(4242))));
-    g.bench_function("emit ACK", |b| b.iter(|| tftp::emit_ack(black_box(&mut out), 9)));
-    g.bench_function("emit ERROR", |b| b.iter(|| tftp::emit_error(black_box(&mut out), ErrorCode::FileNotFound, "File not found")));
+    g.bench_function("emit DATA header", |b| {
+        b.iter(|| tftp::data_header(black_box(4242)))
+    });
+    g.bench_function("emit ACK", |b| {
+        b.iter(|| tftp::emit_ack(black_box(&mut out), 9))
+    });
+    g.bench_function("emit ERROR", |b| {
+        b.iter(|| {
+            tftp::emit_error(
+                black_box(&mut out),
+                ErrorCode::FileNotFound,
+                "File not found",
+            )
+        })
+    });
     g.finish();
 }
 
 fn negotiation(c: &mut Criterion) {
     let request = rrq();
-    let Ok(Packet::Rrq(req)) = Packet::parse(&request) else { unreachable!() };
-    let limits = Limits { mtu_blksize: Some(1468), ..Limits::default() };
+    let Ok(Packet::Rrq(req)) = Packet::parse(&request) else {
+        unreachable!()
+    };
+    let limits = Limits {
+        mtu_blksize: Some(1468),
+        ..Limits::default()
+    };
     let mut out = [0u8; 128];
     c.bench_function("negotiate + emit OACK", |b| {
         b.iter(|| {
@@ -53,7 +80,11 @@ fn transfer_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("transfer step (ACK in, window out)");
     for window in [1u16, 16, 64] {
         let req = format!("blksize\01468\0windowsize\0{window}\0");
-        let n = Negotiated::for_read(&Options::parse(req.as_bytes()).unwrap(), &Limits::default(), 0);
+        let n = Negotiated::for_read(
+            &Options::parse(req.as_bytes()).unwrap(),
+            &Limits::default(),
+            0,
+        );
         g.throughput(Throughput::Elements(u64::from(window)));
         g.bench_function(format!("window {window}"), |b| {
             let now = Instant::now();

@@ -26,7 +26,11 @@ pub fn run(cli: &Cli) -> Result<(), String> {
 
 /// All findings, each starting with `ok:`, `warning:` or `error:`.
 pub fn check(config: &Config) -> Vec<String> {
-    let mut out: Vec<String> = config.warnings.iter().map(|w| format!("warning: {w}")).collect();
+    let mut out: Vec<String> = config
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
     let root = match Root::open(&config.root, config.root_options) {
         Ok(root) => {
             out.push(format!("ok: TFTP root {}", config.root.display()));
@@ -47,7 +51,10 @@ pub fn check(config: &Config) -> Vec<String> {
         // iPXE given itself again chainloads forever: it needs a script.
         let is_ipxe = |f: &str| {
             let f = f.rsplit('/').next().unwrap_or(f).to_ascii_lowercase();
-            f.contains("ipxe") || f.ends_with(".kpxe") || f.ends_with(".kkpxe") || f.starts_with("snponly")
+            f.contains("ipxe")
+                || f.ends_with(".kpxe")
+                || f.ends_with(".kkpxe")
+                || f.starts_with("snponly")
         };
         if proxy.proxy.ipxe_script.is_none() {
             if let Some(b) = proxy.boot.iter().find(|b| is_ipxe(&b.file)) {
@@ -61,13 +68,27 @@ pub fn check(config: &Config) -> Vec<String> {
         // Each file once, with every use of it.
         let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for b in proxy.boot.iter().filter(|b| !b.file.is_empty()) {
-            files.entry(b.file.clone()).or_default().push(format!("{:?}", b.arch));
+            files
+                .entry(b.file.clone())
+                .or_default()
+                .push(format!("{:?}", b.arch));
         }
         for m in &proxy.mac {
-            files.entry(m.file.clone()).or_default().push("MAC override".into());
+            files
+                .entry(m.file.clone())
+                .or_default()
+                .push("MAC override".into());
         }
-        if let Some(script) = proxy.proxy.ipxe_script.as_ref().filter(|s| !s.contains("://")) {
-            files.entry(script.clone()).or_default().push("iPXE script".into());
+        if let Some(script) = proxy
+            .proxy
+            .ipxe_script
+            .as_ref()
+            .filter(|s| !s.contains("://"))
+        {
+            files
+                .entry(script.clone())
+                .or_default()
+                .push("iPXE script".into());
         }
         if let Some(root) = &root {
             for (file, uses) in files {
@@ -75,7 +96,10 @@ pub fn check(config: &Config) -> Vec<String> {
             }
         }
         for port in [config.proxy_listen.dhcp_port, config.proxy_listen.pxe_port] {
-            out.push(check_port(SocketAddr::from(([0, 0, 0, 0], port)), "proxyDHCP"));
+            out.push(check_port(
+                SocketAddr::from(([0, 0, 0, 0], port)),
+                "proxyDHCP",
+            ));
         }
     }
     for &addr in &config.settings.listen {
@@ -92,7 +116,10 @@ fn check_file(root: &Root, file: &str, what: &str) -> String {
             let hint = crate::suggest::closest(file, known.iter().map(String::as_str))
                 .map(|near| format!("; did you mean {near}?"))
                 .unwrap_or_default();
-            format!("error: boot file {file} ({what}) not found under {}{hint}", root.path().display())
+            format!(
+                "error: boot file {file} ({what}) not found under {}{hint}",
+                root.path().display()
+            )
         }
         Err(e) => format!("error: boot file {file} ({what}) cannot be served: {e}"),
     }
@@ -103,12 +130,22 @@ fn list_files(dir: &Path, depth: usize) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((path, prefix, level)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
         for entry in entries.flatten().take(10_000) {
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             match entry.file_type() {
-                Ok(t) if t.is_dir() && level + 1 < depth => stack.push((entry.path(), rel, level + 1)),
+                Ok(t) if t.is_dir() && level + 1 < depth => {
+                    stack.push((entry.path(), rel, level + 1))
+                }
                 Ok(t) if t.is_file() => found.push(rel),
                 _ => {}
             }
@@ -120,7 +157,10 @@ fn list_files(dir: &Path, depth: usize) -> Vec<String> {
 fn check_port(addr: SocketAddr, what: &str) -> String {
     match UdpSocket::bind(addr) {
         Ok(_) => format!("ok: {what} address {addr} is free"),
-        Err(e) => format!("error: {what}: {}", crate::reactor::socket::bind_error(addr, e)),
+        Err(e) => format!(
+            "error: {what}: {}",
+            crate::reactor::socket::bind_error(addr, e)
+        ),
     }
 }
 
@@ -145,7 +185,11 @@ mod tests {
         };
         let findings = check(&Config::resolve(&cli).unwrap());
         let text = findings.join("\n");
-        assert!(text.contains("error: boot file pxlinux.0") && text.contains("did you mean pxelinux.0?"), "{text}");
+        assert!(
+            text.contains("error: boot file pxlinux.0")
+                && text.contains("did you mean pxelinux.0?"),
+            "{text}"
+        );
         assert!(text.contains("ok: boot file efi/grubx64.efi"), "{text}");
     }
 
@@ -154,7 +198,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pxelinux.0"), b"x").unwrap();
         std::fs::write(dir.path().join("grubx64.efi"), b"x").unwrap();
-        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dnsmasq/user-proxy.conf");
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/dnsmasq/user-proxy.conf");
         let cli = Cli {
             dnsmasq_conf: Some(conf),
             root: Some(dir.path().to_path_buf()),
@@ -164,11 +209,21 @@ mod tests {
             ..Cli::default()
         };
         let config = Config::resolve(&cli).unwrap();
-        assert!(config.proxy.is_some(), "dhcp-range=...,proxy turns the proxy on");
+        assert!(
+            config.proxy.is_some(),
+            "dhcp-range=...,proxy turns the proxy on"
+        );
         let text = check(&config).join("\n");
         assert!(text.contains("ok: boot file pxelinux.0 (Bios)"), "{text}");
-        assert!(text.contains("ok: boot file grubx64.efi (X64Uefi)"), "{text}");
-        assert_eq!(text.matches("error: boot file pxlinux.0").count(), 1, "{text}");
+        assert!(
+            text.contains("ok: boot file grubx64.efi (X64Uefi)"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("error: boot file pxlinux.0").count(),
+            1,
+            "{text}"
+        );
         assert!(text.contains("did you mean pxelinux.0?"), "{text}");
     }
 
@@ -185,7 +240,10 @@ mod tests {
             ..Cli::default()
         };
         let text = check(&Config::resolve(&cli).unwrap()).join("\n");
-        assert!(text.contains("warning: boot file snponly.efi looks like iPXE"), "{text}");
+        assert!(
+            text.contains("warning: boot file snponly.efi looks like iPXE"),
+            "{text}"
+        );
         cli.ipxe_script = Some("boot.ipxe".into());
         let text = check(&Config::resolve(&cli).unwrap()).join("\n");
         assert!(!text.contains("looks like iPXE"), "{text}");

@@ -21,7 +21,11 @@ use crate::wire::tftp::MAX_BLKSIZE;
 pub const DEFAULT_ROOT: &str = "/srv/tftp";
 
 #[derive(Debug, Parser, Default)]
-#[command(name = "rackboot", version, about = "PXE boot appliance: proxyDHCP and TFTP in one binary")]
+#[command(
+    name = "rackboot",
+    version,
+    about = "PXE boot appliance: proxyDHCP and TFTP in one binary"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -141,9 +145,28 @@ pub struct FileConfig {
 
 /// The keys of the configuration file, for suggestions.
 const KEYS: &[&str] = &[
-    "root", "listen", "port_range", "single_port", "max_blksize", "max_window", "shards", "io",
-    "allow_upload", "max_upload", "max_transfers", "max_per_client", "user", "lowercase",
-    "case_insensitive", "disable_option", "give_up", "interface", "ipxe_script", "proxy", "boot", "mac",
+    "root",
+    "listen",
+    "port_range",
+    "single_port",
+    "max_blksize",
+    "max_window",
+    "shards",
+    "io",
+    "allow_upload",
+    "max_upload",
+    "max_transfers",
+    "max_per_client",
+    "user",
+    "lowercase",
+    "case_insensitive",
+    "disable_option",
+    "give_up",
+    "interface",
+    "ipxe_script",
+    "proxy",
+    "boot",
+    "mac",
 ];
 
 /// A configuration error, worded for the person who has to fix it.
@@ -171,8 +194,12 @@ pub struct Config {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("{}: cannot read the configuration file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "{}: cannot read the configuration file: {e}",
+                path.display()
+            ))
+        })?;
         toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let place = match line {
@@ -206,9 +233,16 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), ConfigError> {
-    let bad = || err(format!("port_range: `{text}` is not A:B with 1 <= A <= B <= 65535, e.g. 30000:30999"));
+    let bad = || {
+        err(format!(
+            "port_range: `{text}` is not A:B with 1 <= A <= B <= 65535, e.g. 30000:30999"
+        ))
+    };
     let (a, b) = text.split_once([':', '-', ',']).ok_or_else(bad)?;
-    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
     if a == 0 || a > b {
         return Err(bad());
     }
@@ -217,15 +251,25 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), ConfigError> {
 
 /// The TFTP side of an imported dnsmasq.conf: no `enable-tftp` means
 /// another server does TFTP, so rackboot only answers DHCP.
-fn apply_dnsmasq_tftp(d: &crate::dnsmasq_conf::Imported, s: &mut Settings, warnings: &mut Vec<String>) {
+fn apply_dnsmasq_tftp(
+    d: &crate::dnsmasq_conf::Imported,
+    s: &mut Settings,
+    warnings: &mut Vec<String>,
+) {
     let t = &d.tftp;
     if !t.enabled {
         s.listen.clear();
-        warnings.push("no enable-tftp in the dnsmasq configuration: TFTP is off, proxyDHCP only".into());
+        warnings.push(
+            "no enable-tftp in the dnsmasq configuration: TFTP is off, proxyDHCP only".into(),
+        );
         return;
     }
     if !d.listen_addresses.is_empty() {
-        s.listen = d.listen_addresses.iter().map(|&ip| SocketAddr::new(ip, 69)).collect();
+        s.listen = d
+            .listen_addresses
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, 69))
+            .collect();
     }
     if let Some(max) = t.max {
         s.max_transfers = max.max(1);
@@ -257,10 +301,15 @@ fn proxy_config(
     config.boot.extend(file.boot.clone().unwrap_or_default());
     config.mac.extend(file.mac.clone().unwrap_or_default());
     for spec in &cli.boot {
-        let (arch, boot_file) = spec
-            .split_once('=')
-            .ok_or_else(|| err(format!("--boot {spec}: write ARCH=FILE, e.g. bios=pxelinux.0 or x64-uefi=ipxe.efi")))?;
-        let arch: Arch = arch.trim().parse().map_err(|e| err(format!("--boot {spec}: {e}")))?;
+        let (arch, boot_file) = spec.split_once('=').ok_or_else(|| {
+            err(format!(
+                "--boot {spec}: write ARCH=FILE, e.g. bios=pxelinux.0 or x64-uefi=ipxe.efi"
+            ))
+        })?;
+        let arch: Arch = arch
+            .trim()
+            .parse()
+            .map_err(|e| err(format!("--boot {spec}: {e}")))?;
         config.boot.push(BootEntry::new(arch, boot_file.trim()));
     }
     if let Some(script) = cli.ipxe_script.clone().or(file.ipxe_script.clone()) {
@@ -289,9 +338,16 @@ impl Config {
             warnings.extend(d.warnings.iter().map(|w| w.to_string()));
             apply_dnsmasq_tftp(d, &mut s, &mut warnings);
         }
-        let listen = if cli.listen.is_empty() { file.listen.clone().unwrap_or_default() } else { cli.listen.clone() };
+        let listen = if cli.listen.is_empty() {
+            file.listen.clone().unwrap_or_default()
+        } else {
+            cli.listen.clone()
+        };
         if !listen.is_empty() {
-            s.listen = listen.iter().map(|l| parse_listen(l)).collect::<Result<_, _>>()?;
+            s.listen = listen
+                .iter()
+                .map(|l| parse_listen(l))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(range) = cli.port_range.as_ref().or(file.port_range.as_ref()) {
             s.port_range = Some(parse_port_range(range)?);
@@ -299,7 +355,9 @@ impl Config {
         s.single_port = cli.single_port || file.single_port.unwrap_or(false);
         if let Some(b) = cli.max_blksize.or(file.max_blksize) {
             if !(8..=MAX_BLKSIZE).contains(&b) {
-                return Err(err(format!("max_blksize: {b} is outside 8..={MAX_BLKSIZE}")));
+                return Err(err(format!(
+                    "max_blksize: {b} is outside 8..={MAX_BLKSIZE}"
+                )));
             }
             s.limits.max_blksize = b;
         }
@@ -310,9 +368,10 @@ impl Config {
             s.limits.max_window = w;
         }
         if let Some(n) = cli.shards.or(file.shards)
-            && n > 0 {
-                s.shards = n;
-            }
+            && n > 0
+        {
+            s.shards = n;
+        }
         s.io = cli.io.or(file.io).unwrap_or_default();
         s.allow_upload = cli.allow_upload || file.allow_upload.unwrap_or(false);
         if let Some(m) = cli.max_upload.or(file.max_upload) {
@@ -330,7 +389,11 @@ impl Config {
             }
             s.timing.give_up = Duration::from_secs(g);
         }
-        let disabled = if cli.disable_option.is_empty() { file.disable_option.clone().unwrap_or_default() } else { cli.disable_option.clone() };
+        let disabled = if cli.disable_option.is_empty() {
+            file.disable_option.clone().unwrap_or_default()
+        } else {
+            cli.disable_option.clone()
+        };
         for option in &disabled {
             match option.to_ascii_lowercase().as_str() {
                 "blksize" => s.limits.blksize = false,
@@ -352,7 +415,9 @@ impl Config {
             .or(imported_tftp.and_then(|t| t.root.clone()))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
         let root_options = RootOptions {
-            lowercase: cli.lowercase || file.lowercase.unwrap_or(false) || imported_tftp.is_some_and(|t| t.lowercase),
+            lowercase: cli.lowercase
+                || file.lowercase.unwrap_or(false)
+                || imported_tftp.is_some_and(|t| t.lowercase),
             case_insensitive: cli.case_insensitive || file.case_insensitive.unwrap_or(false),
             owned_only: imported_tftp.is_some_and(|t| t.secure),
         };
@@ -365,11 +430,23 @@ impl Config {
             ));
         }
         let proxy_listen = ProxyListen {
-            interface: cli.interface.clone().or(file.interface.clone()).or(imported_interface),
+            interface: cli
+                .interface
+                .clone()
+                .or(file.interface.clone())
+                .or(imported_interface),
             dhcp_port: cli.dhcp_port,
             pxe_port: cli.pxe_port,
             log_replies: dnsmasq.as_ref().is_none_or(|d| d.log_dhcp),
-            subnets: dnsmasq.as_ref().map(|d| d.proxy_ranges.iter().map(|r| (r.network, r.netmask)).collect()).unwrap_or_default(),
+            subnets: dnsmasq
+                .as_ref()
+                .map(|d| {
+                    d.proxy_ranges
+                        .iter()
+                        .map(|r| (r.network, r.netmask))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         Ok(Config {
             root,
@@ -389,11 +466,22 @@ mod tests {
 
     #[test]
     fn listen_forms() {
-        assert_eq!(parse_listen("127.0.0.1:6969").unwrap(), "127.0.0.1:6969".parse().unwrap());
-        assert_eq!(parse_listen("0.0.0.0").unwrap(), "0.0.0.0:69".parse().unwrap());
+        assert_eq!(
+            parse_listen("127.0.0.1:6969").unwrap(),
+            "127.0.0.1:6969".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0").unwrap(),
+            "0.0.0.0:69".parse().unwrap()
+        );
         assert_eq!(parse_listen("::1").unwrap(), "[::1]:69".parse().unwrap());
         assert_eq!(parse_listen("[::1]").unwrap(), "[::1]:69".parse().unwrap());
-        assert!(parse_listen("localhost").unwrap_err().0.contains("ADDR:PORT"));
+        assert!(
+            parse_listen("localhost")
+                .unwrap_err()
+                .0
+                .contains("ADDR:PORT")
+        );
     }
 
     #[test]
@@ -403,7 +491,10 @@ mod tests {
         std::fs::write(&path, "root = \"/srv/tftp\"\n\nmax_blocksize = 1468\n").unwrap();
         let e = FileConfig::load(&path).unwrap_err().0;
         assert!(e.contains("rackboot.toml:3"), "{e}");
-        assert!(e.contains("max_blocksize") && e.contains("max_blksize"), "{e}");
+        assert!(
+            e.contains("max_blocksize") && e.contains("max_blksize"),
+            "{e}"
+        );
         std::fs::write(&path, "max_window = \"lots\"\n").unwrap();
         let e = FileConfig::load(&path).unwrap_err().0;
         assert!(e.contains("rackboot.toml:1"), "{e}");
@@ -413,14 +504,25 @@ mod tests {
     fn flags_override_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "max_window = 8\nlisten = [\"127.0.0.1:7000\"]\nport_range = \"30000:30010\"\n").unwrap();
-        let cli = Cli { config: Some(path), max_window: Some(16), ..Cli::default() };
+        std::fs::write(
+            &path,
+            "max_window = 8\nlisten = [\"127.0.0.1:7000\"]\nport_range = \"30000:30010\"\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path),
+            max_window: Some(16),
+            ..Cli::default()
+        };
         let c = Config::resolve(&cli).unwrap();
         assert_eq!(c.settings.limits.max_window, 16);
         assert_eq!(c.settings.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
         assert_eq!(c.settings.port_range, Some((30000, 30010)));
         assert_eq!(c.root, PathBuf::from(DEFAULT_ROOT));
-        let bad = Cli { port_range: Some("9:1".into()), ..Cli::default() };
+        let bad = Cli {
+            port_range: Some("9:1".into()),
+            ..Cli::default()
+        };
         assert!(Config::resolve(&bad).unwrap_err().0.contains("A:B"));
     }
 }

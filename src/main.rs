@@ -7,7 +7,7 @@ use clap::Parser;
 use rackboot::config::{Cli, Command, Config};
 use rackboot::dhcp::Policy;
 use rackboot::files::{FileCache, Root};
-use rackboot::reactor::{proxy, ProxyRun, Server};
+use rackboot::reactor::{ProxyRun, Server, proxy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,9 +58,15 @@ fn serve(cli: &Cli) -> Result<(), String> {
     let cache = FileCache::new(root, shards);
     let proxy_run = match &config.proxy {
         Some(proxy_config) => {
-            let policy = Policy::new(proxy_config.clone()).map_err(|e| format!("proxyDHCP configuration: {e}"))?;
-            let sockets = proxy::bind(&config.proxy_listen).map_err(|e| format!("proxyDHCP: {e}"))?;
-            Some(ProxyRun { sockets, policy, listen: config.proxy_listen.clone() })
+            let policy = Policy::new(proxy_config.clone())
+                .map_err(|e| format!("proxyDHCP configuration: {e}"))?;
+            let sockets =
+                proxy::bind(&config.proxy_listen).map_err(|e| format!("proxyDHCP: {e}"))?;
+            Some(ProxyRun {
+                sockets,
+                policy,
+                listen: config.proxy_listen.clone(),
+            })
         }
         None => None,
     };
@@ -85,7 +91,12 @@ fn serve(cli: &Cli) -> Result<(), String> {
             "proxyDHCP on ports {} and {}{}",
             config.proxy_listen.dhcp_port,
             config.proxy_listen.pxe_port,
-            config.proxy_listen.interface.as_deref().map(|i| format!(" (interface {i})")).unwrap_or_default()
+            config
+                .proxy_listen
+                .interface
+                .as_deref()
+                .map(|i| format!(" (interface {i})"))
+                .unwrap_or_default()
         );
     }
     let signal = rackboot::signals::wait(&signals, || server.any_shard_exited());

@@ -22,7 +22,10 @@ pub fn block_termination() -> Blocked {
 /// Waits for SIGINT or SIGTERM, or until `stop_early` says so (checked
 /// every second). Returns what happened, for the log.
 pub fn wait(blocked: &Blocked, stop_early: impl Fn() -> bool) -> &'static str {
-    let timeout = libc::timespec { tv_sec: Duration::from_secs(1).as_secs() as _, tv_nsec: 0 };
+    let timeout = libc::timespec {
+        tv_sec: Duration::from_secs(1).as_secs() as _,
+        tv_nsec: 0,
+    };
     loop {
         // SAFETY: the set and timeout are valid for the call; a null
         // siginfo pointer is allowed.

@@ -34,8 +34,14 @@ mod tests {
 
     #[test]
     fn suggests_near_misses_only() {
-        assert_eq!(closest("pxlinux.0", ["pxelinux.0", "ldlinux.c32"]), Some("pxelinux.0"));
-        assert_eq!(closest("max_blocksize", ["max_blksize", "max_window"]), Some("max_blksize"));
+        assert_eq!(
+            closest("pxlinux.0", ["pxelinux.0", "ldlinux.c32"]),
+            Some("pxelinux.0")
+        );
+        assert_eq!(
+            closest("max_blocksize", ["max_blksize", "max_window"]),
+            Some("max_blksize")
+        );
         assert_eq!(closest("zzz", ["pxelinux.0"]), None);
         assert_eq!(closest("same", ["same"]), None);
     }

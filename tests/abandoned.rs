@@ -50,7 +50,10 @@ const GIVE_UP: Duration = Duration::from_secs(10);
 const ABANDONED: u64 = 5000;
 const FLOOD: Duration = Duration::from_secs(10);
 const DOWNLOADS: u64 = 16;
-const BIG: TestFile = TestFile { name: "big.img", size: 16 << 20 };
+const BIG: TestFile = TestFile {
+    name: "big.img",
+    size: 16 << 20,
+};
 const BASELINE: Duration = Duration::from_secs(8);
 
 const SLOWDOWN: f64 = 1.5;
@@ -73,15 +76,28 @@ fn server_pid(port: u16) -> u32 {
     let me = std::process::id();
     let listen = format!("127.0.0.1:{port}");
     for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
         if ppid != Some(me) {
             continue;
         }
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline.split(|&b| b == 0).any(|arg| arg == listen.as_bytes()) {
+        if cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == listen.as_bytes())
+        {
             return pid;
         }
     }
@@ -97,10 +113,20 @@ struct Sample {
 
 fn sample(pid: u32) -> Option<Sample> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some(Sample { at: Instant::now(), rss_kib, fds })
+    Some(Sample {
+        at: Instant::now(),
+        rss_kib,
+        fds,
+    })
 }
 
 /// Samples the server every `SAMPLE_EVERY` on a thread of its own.
@@ -127,7 +153,10 @@ impl Sampler {
     fn finish(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         let samples = self.thread.join().expect("sampler thread");
-        assert!(!samples.is_empty(), "could not read the server's /proc entries");
+        assert!(
+            !samples.is_empty(),
+            "could not read the server's /proc entries"
+        );
         samples
     }
 }
@@ -135,7 +164,10 @@ impl Sampler {
 /// Raises our soft descriptor limit to the hard one; the server inherits
 /// it. (rackboot does not raise its own; see the closing note.) Returns it.
 fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read or write only the struct we pass.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
@@ -178,7 +210,12 @@ impl Load {
             .stderr(log_file)
             .spawn()
             .expect("start rackboot-load");
-        Load { label, child, json, log }
+        Load {
+            label,
+            child,
+            json,
+            log,
+        }
     }
 
     fn finish(mut self) -> Report {
@@ -200,27 +237,54 @@ impl Load {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_else(|| panic!("{}: no JSON summary ({status}):\n{output}", self.label));
         eprintln!("--- {} ---\n{output}", self.label);
-        Report { label: self.label, code: status.code(), summary, output }
+        Report {
+            label: self.label,
+            code: status.code(),
+            summary,
+            output,
+        }
     }
 }
 
 impl Report {
     fn int(&self, key: &str) -> u64 {
-        self.summary[key].as_u64().unwrap_or_else(|| panic!("{}: summary lacks `{key}`", self.label))
+        self.summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: summary lacks `{key}`", self.label))
     }
 
     fn float(&self, key: &str) -> f64 {
-        self.summary[key].as_f64().unwrap_or_else(|| panic!("{}: summary lacks `{key}`", self.label))
+        self.summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}: summary lacks `{key}`", self.label))
     }
 
     /// Every one of `clients` succeeded and every request was answered
     /// within one retry interval.
     fn assert_clean(&self, clients: u64, server: &Server) {
         let context = || format!("{}\n--- server log ---\n{}", self.output, server.log_tail());
-        assert_eq!(self.int("ok"), clients, "{}: clients that failed\n{}", self.label, context());
+        assert_eq!(
+            self.int("ok"),
+            clients,
+            "{}: clients that failed\n{}",
+            self.label,
+            context()
+        );
         assert_eq!(self.int("failed"), 0, "{}\n{}", self.label, context());
-        assert_eq!(self.int("unanswered_requests"), 0, "{}: requests unanswered for 1 s\n{}", self.label, context());
-        assert_eq!(self.code, Some(0), "{}: rackboot-load reports failure\n{}", self.label, context());
+        assert_eq!(
+            self.int("unanswered_requests"),
+            0,
+            "{}: requests unanswered for 1 s\n{}",
+            self.label,
+            context()
+        );
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{}: rackboot-load reports failure\n{}",
+            self.label,
+            context()
+        );
     }
 }
 
@@ -273,7 +337,9 @@ fn abandon_args(server: &Server) -> Vec<String> {
 /// Abandoned transfers started within `window` before `t` (since the flood
 /// began), given the flood's even schedule: request i goes at FLOOD * i / N.
 fn started_within(t: Duration, window: Duration) -> u64 {
-    let Some(since) = t.checked_sub(window) else { return ABANDONED };
+    let Some(since) = t.checked_sub(window) else {
+        return ABANDONED;
+    };
     let before = (since.as_secs_f64() / FLOOD.as_secs_f64() * ABANDONED as f64).floor() as u64 + 1;
     ABANDONED.saturating_sub(before)
 }
@@ -304,7 +370,9 @@ fn abandoned_transfers(io: Io) {
     let root = fixture.root();
     let dir = fixture.dir.path();
     let mut cfg = ServerConfig::new(io);
-    cfg.extra_args = ["--give-up", "10", "--max-transfers", "20000"].map(String::from).to_vec();
+    cfg.extra_args = ["--give-up", "10", "--max-transfers", "20000"]
+        .map(String::from)
+        .to_vec();
     let mut server = Server::spawn(&root, &cfg);
     let pid = server_pid(server.port());
 
@@ -343,8 +411,14 @@ fn abandoned_transfers(io: Io) {
     let baseline_rss = baseline_samples.iter().map(|s| s.rss_kib).max().unwrap();
     let flood_rss = samples.iter().map(|s| s.rss_kib).max().unwrap();
     let peak_fds = samples.iter().map(|s| s.fds).max().unwrap();
-    let (b50, b99) = (baseline.float("transfer_p50_ms"), baseline.float("transfer_p99_ms"));
-    let (f50, f99) = (flood.float("transfer_p50_ms"), flood.float("transfer_p99_ms"));
+    let (b50, b99) = (
+        baseline.float("transfer_p50_ms"),
+        baseline.float("transfer_p99_ms"),
+    );
+    let (f50, f99) = (
+        flood.float("transfer_p50_ms"),
+        flood.float("transfer_p99_ms"),
+    );
     let window = GIVE_UP + RECLAIM_SLACK;
     let worst = samples
         .iter()
@@ -383,7 +457,10 @@ fn abandoned_transfers(io: Io) {
         "server fds: idle {}, peak {peak_fds}; back to idle {} after the last abandoned request \
          (give-up {GIVE_UP:?}); closest to the reclaim bound: {} fds at {:.1?} (allowed {})",
         idle.fds,
-        reclaimed_at.map_or("NEVER".to_string(), |at| format!("{:.1?}", at.saturating_duration_since(last_request))),
+        reclaimed_at.map_or("NEVER".to_string(), |at| format!(
+            "{:.1?}",
+            at.saturating_duration_since(last_request)
+        )),
         worst.2,
         worst.1,
         worst.3,
@@ -391,12 +468,23 @@ fn abandoned_transfers(io: Io) {
 
     // Byte-exact downloads (--verify-dir), all of them, in both phases.
     flood.assert_clean(DOWNLOADS, &server);
-    assert!(flood.int("transfers") >= DOWNLOADS, "no download finished during the flood");
+    assert!(
+        flood.int("transfers") >= DOWNLOADS,
+        "no download finished during the flood"
+    );
     // The flood really happened: every request started a transfer.
     abandoned.assert_clean(ABANDONED, &server);
-    assert_eq!(abandoned.int("transfers"), ABANDONED, "requests the server did not accept\n{}", server.log_tail());
+    assert_eq!(
+        abandoned.int("transfers"),
+        ABANDONED,
+        "requests the server did not accept\n{}",
+        server.log_tail()
+    );
     // At most 1.5x slower (plus slack, see the module docs).
-    assert!(f50 <= SLOWDOWN * b50 + P50_SLACK_MS, "median download {f50:.0} ms during the flood vs {b50:.0} ms alone");
+    assert!(
+        f50 <= SLOWDOWN * b50 + P50_SLACK_MS,
+        "median download {f50:.0} ms during the flood vs {b50:.0} ms alone"
+    );
     assert!(
         f99 <= SLOWDOWN * b99 + P99_SLACK_MS,
         "99th-percentile download {f99:.0} ms during the flood vs {b99:.0} ms alone"

@@ -79,7 +79,10 @@ fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_jso
         if Instant::now() > deadline {
             let _ = child.kill(); // our own child, by PID
             let _ = child.wait();
-            panic!("rackboot-load ignored its own --duration-limit:\n{}", fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "rackboot-load ignored its own --duration-limit:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -92,7 +95,9 @@ fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_jso
 }
 
 fn field(summary: &serde_json::Value, key: &str) -> u64 {
-    summary[key].as_u64().unwrap_or_else(|| panic!("summary lacks `{key}`: {summary}"))
+    summary[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary lacks `{key}`: {summary}"))
 }
 
 fn pxelinux_boot_storm(io: Io) {
@@ -124,30 +129,68 @@ fn pxelinux_boot_storm(io: Io) {
     .to_vec();
     let started = Instant::now();
     let (code, summary, output) = run_load(&args, &json, &fixture.dir.path().join("load.log"));
-    eprintln!("--- {io:?}: rackboot-load took {:.1?} ---\n{output}", started.elapsed());
+    eprintln!(
+        "--- {io:?}: rackboot-load took {:.1?} ---\n{output}",
+        started.elapsed()
+    );
     let context = || format!("{output}\n--- server log ---\n{}", server.log_tail());
 
-    assert_eq!(field(&summary, "ok"), CLIENTS, "every client must boot\n{}", context());
+    assert_eq!(
+        field(&summary, "ok"),
+        CLIENTS,
+        "every client must boot\n{}",
+        context()
+    );
     assert_eq!(field(&summary, "failed"), 0, "{}", context());
-    assert_eq!(code, Some(0), "rackboot-load reports failure\n{}", context());
+    assert_eq!(
+        code,
+        Some(0),
+        "rackboot-load reports failure\n{}",
+        context()
+    );
     // pxelinux.0, ldlinux.c32, default, menu.c32, vmlinuz, initrd.img.
     assert_eq!(field(&summary, "transfers"), CLIENTS * 6, "{}", context());
-    assert_eq!(field(&summary, "expected_misses"), CLIENTS * MISSES_PER_CLIENT, "{}", context());
-    assert_eq!(field(&summary, "bytes"), CLIENTS * per_client, "{}", context());
-    assert_eq!(field(&summary, "unanswered_requests"), 0, "every request answered within 1 s\n{}", context());
+    assert_eq!(
+        field(&summary, "expected_misses"),
+        CLIENTS * MISSES_PER_CLIENT,
+        "{}",
+        context()
+    );
+    assert_eq!(
+        field(&summary, "bytes"),
+        CLIENTS * per_client,
+        "{}",
+        context()
+    );
+    assert_eq!(
+        field(&summary, "unanswered_requests"),
+        0,
+        "every request answered within 1 s\n{}",
+        context()
+    );
     let picture = fs::read_to_string(&svg).expect("--svg wrote a file");
-    assert!(picture.starts_with("<svg") && picture.contains("<path"), "bad SVG: {picture:.200}");
+    assert!(
+        picture.starts_with("<svg") && picture.contains("<path"),
+        "bad SVG: {picture:.200}"
+    );
 
     // Still alive, and still serving: one more plain download of the
     // configuration (a single short block), ACKed so it ends at once.
     server.assert_alive();
     let sock = UdpSocket::bind((LOCALHOST_V4, 0)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    sock.send_to(&rrq("pxelinux.cfg/default", &[]), server.addr_v4()).unwrap();
+    sock.send_to(&rrq("pxelinux.cfg/default", &[]), server.addr_v4())
+        .unwrap();
     let mut buf = [0u8; 1024];
-    let (n, tid) =
-        sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("no answer after the storm: {e}\n{}", server.log_tail()));
-    assert_eq!(&buf[..4], &[0, 3, 0, 1], "after the storm: {}", packet_summary(&buf[..n]));
+    let (n, tid) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer after the storm: {e}\n{}", server.log_tail()));
+    assert_eq!(
+        &buf[..4],
+        &[0, 3, 0, 1],
+        "after the storm: {}",
+        packet_summary(&buf[..n])
+    );
     assert_eq!(&buf[4..n], DEFAULT_CFG.as_bytes());
     sock.send_to(&[0, 4, 0, 1], tid).unwrap();
     server.stop();

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use netns::{Link, NsServer};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/dhcp/{name}", env!("CARGO_MANIFEST_DIR"))).expect(name)
+    std::fs::read(format!(
+        "{}/tests/fixtures/dhcp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect(name)
 }
 
 /// Offset of the options (after the 236-byte header and the cookie).
@@ -63,7 +67,12 @@ fn bad_packets(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut padding = good[..OPTIONS].to_vec();
     padding.extend(std::iter::repeat_n(0u8, 1500));
     out.push(("1500 bytes of padding", padding));
-    out.push(("random bytes", (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()));
+    out.push((
+        "random bytes",
+        (0..600u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    ));
     out
 }
 
@@ -86,9 +95,13 @@ fn malformed_dhcp_gets_silence_and_the_next_good_request_an_offer() {
         log,
     );
     // The client side listens where offers are broadcast: port 68.
-    let client: UdpSocket = link.client.udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 68)));
+    let client: UdpSocket = link
+        .client
+        .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 68)));
     client.set_broadcast(true).unwrap();
-    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let to = SocketAddr::new(server_ip, 67);
     let good = fixture("ovmf_x64_discover.bin");
 
@@ -102,14 +115,21 @@ fn malformed_dhcp_gets_silence_and_the_next_good_request_an_offer() {
             if let Ok((n, _)) = client.recv_from(&mut buf) {
                 let reply = &buf[..n];
                 if reply.len() >= OPTIONS && reply[0] == 2 && reply[4..8] == xid.to_be_bytes() {
-                    assert_eq!(&reply[16..20], &[0, 0, 0, 0], "the proxy offered an address");
+                    assert_eq!(
+                        &reply[16..20],
+                        &[0, 0, 0, 0],
+                        "the proxy offered an address"
+                    );
                     return true;
                 }
             }
         }
         false
     };
-    assert!(offer_for(0x1000), "no offer for a good DISCOVER before the bad input");
+    assert!(
+        offer_for(0x1000),
+        "no offer for a good DISCOVER before the bad input"
+    );
     let mut buf = [0u8; 2048];
     for (i, (what, packet)) in bad_packets(&good).into_iter().enumerate() {
         client.send_to(&packet, to).unwrap();
@@ -117,6 +137,9 @@ fn malformed_dhcp_gets_silence_and_the_next_good_request_an_offer() {
             panic!("{what}: got a {n}-byte reply, expected silence");
         }
         server.assert_alive();
-        assert!(offer_for(0x2000 + i as u32), "{what}: the next good DISCOVER got no offer");
+        assert!(
+            offer_for(0x2000 + i as u32),
+            "{what}: the next good DISCOVER got no offer"
+        );
     }
 }

@@ -269,7 +269,10 @@ fn check_atftp_oack(out: &Outcome, file: TestFile, kind: ServerKind) {
     if file.size == 0 && kind == ServerKind::Rackboot {
         // rackboot announces no tsize for an empty file: curl refuses an
         // OACK saying `tsize 0` (see tftp::options).
-        assert!(!line.contains("tsize"), "atftp: tsize announced for an empty file in `{line}`");
+        assert!(
+            !line.contains("tsize"),
+            "atftp: tsize announced for an empty file in `{line}`"
+        );
     } else {
         assert!(
             line.contains(&format!("tsize: {},", file.size)),

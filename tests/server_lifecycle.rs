@@ -7,9 +7,12 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rrq, Fixture, Io, ServerConfig, TestFile};
+use common::{Fixture, Io, ServerConfig, TestFile, rrq};
 
-const FILE: TestFile = TestFile { name: "boot.bin", size: 1 << 20 };
+const FILE: TestFile = TestFile {
+    name: "boot.bin",
+    size: 1 << 20,
+};
 
 fn fixture() -> Fixture {
     Fixture::new(&[FILE])
@@ -21,7 +24,9 @@ fn retransmitted_rrq_starts_no_second_transfer() {
         let fx = fixture();
         let server = common::Server::spawn(&fx.root(), &ServerConfig::new(io));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let request = rrq(FILE.name, &[("blksize", "1468")]);
         client.send_to(&request, server.addr_v4()).unwrap();
         client.send_to(&request, server.addr_v4()).unwrap(); // the same RRQ again, same port
@@ -33,9 +38,15 @@ fn retransmitted_rrq_starts_no_second_transfer() {
                 sources.insert(from);
             }
         }
-        assert_eq!(sources.len(), 1, "{io:?}: replies came from {sources:?}: a second transfer was started");
+        assert_eq!(
+            sources.len(),
+            1,
+            "{io:?}: replies came from {sources:?}: a second transfer was started"
+        );
         for tid in sources {
-            client.send_to(&common::error_packet(0, "test done"), tid).unwrap();
+            client
+                .send_to(&common::error_packet(0, "test done"), tid)
+                .unwrap();
         }
         server.stop();
     }
@@ -51,7 +62,9 @@ fn a_draining_server_lets_a_new_one_bind() {
         // A transfer that is never acknowledged keeps the old server
         // draining for its give-up time.
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.send_to(&rrq(FILE.name, &[]), server.addr_v4()).unwrap();
+        client
+            .send_to(&rrq(FILE.name, &[]), server.addr_v4())
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         server.signal_term();
         std::thread::sleep(Duration::from_millis(300));
@@ -63,7 +76,10 @@ fn a_draining_server_lets_a_new_one_bind() {
             .output()
             .unwrap();
         let report = String::from_utf8_lossy(&status.stdout);
-        assert!(status.status.success(), "{io:?}: port still held while draining:\n{report}");
+        assert!(
+            status.status.success(),
+            "{io:?}: port still held while draining:\n{report}"
+        );
         server.assert_alive();
     }
 }

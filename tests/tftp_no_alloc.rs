@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rackboot::files::{FileCache, Root, RootOptions};
-use rackboot::reactor::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
+use rackboot::reactor::shard::{Backend, MAX_SEGMENTS, Outgoing, ShardCore};
 use rackboot::reactor::socket::RecvMeta;
 use rackboot::reactor::{Settings, Shared};
 
@@ -81,7 +81,10 @@ impl Backend for Recorder {
 
 fn rrq(options: &[(&str, &str)]) -> Vec<u8> {
     let mut p = vec![0, 1];
-    for s in ["big.bin", "octet"].into_iter().chain(options.iter().flat_map(|(k, v)| [*k, *v])) {
+    for s in ["big.bin", "octet"]
+        .into_iter()
+        .chain(options.iter().flat_map(|(k, v)| [*k, *v]))
+    {
         p.extend_from_slice(s.as_bytes());
         p.push(0);
     }
@@ -94,7 +97,10 @@ fn steady_state_allocations(options: &[(&str, &str)], gso: bool) -> (u64, u64) {
     let cache = FileCache::new(Root::open(dir.path(), RootOptions::default()).unwrap(), 1);
     let listen = UdpSocket::bind("127.0.0.1:0").unwrap();
     let shared = Arc::new(Shared {
-        settings: Settings { listen: vec![listen.local_addr().unwrap()], ..Settings::default() },
+        settings: Settings {
+            listen: vec![listen.local_addr().unwrap()],
+            ..Settings::default()
+        },
         cache,
         active: AtomicUsize::new(0),
         per_client: Mutex::new(Default::default()),
@@ -102,10 +108,19 @@ fn steady_state_allocations(options: &[(&str, &str)], gso: bool) -> (u64, u64) {
         stop: AtomicBool::new(false),
     });
     let mut core = ShardCore::new(0, shared, vec![listen]);
-    let mut io = Recorder { shard: 0, packets: 0, last_block: 0, gso };
+    let mut io = Recorder {
+        shard: 0,
+        packets: 0,
+        last_block: 0,
+        gso,
+    };
     core.start(&mut io);
     let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let meta = RecvMeta { from: client, local_ip: None, ifindex: 0 };
+    let meta = RecvMeta {
+        from: client,
+        local_ip: None,
+        ifindex: 0,
+    };
     let mut now = Instant::now();
     core.on_datagram(&mut io, 0, meta, &rrq(options), now);
     // The transfer's own socket is the endpoint after the listen socket.
@@ -130,7 +145,10 @@ fn steady_state_allocations(options: &[(&str, &str)], gso: bool) -> (u64, u64) {
         exchange(&mut core, &mut io, now);
     }
     COUNTING.with(|c| c.set(false));
-    (ALLOCATIONS.load(Ordering::Relaxed) - before_alloc, io.packets - before_packets)
+    (
+        ALLOCATIONS.load(Ordering::Relaxed) - before_alloc,
+        io.packets - before_packets,
+    )
 }
 
 #[test]
@@ -142,7 +160,13 @@ fn ack_to_data_allocates_nothing() {
         (&[("blksize", "1468"), ("windowsize", "16")][..], false),
     ] {
         let (allocations, packets) = steady_state_allocations(options, gso);
-        assert!(packets >= 2_000, "{options:?}: the transfer stalled after {packets} packets");
-        assert_eq!(allocations, 0, "{options:?} gso={gso}: {allocations} allocations for {packets} packets");
+        assert!(
+            packets >= 2_000,
+            "{options:?}: the transfer stalled after {packets} packets"
+        );
+        assert_eq!(
+            allocations, 0,
+            "{options:?} gso={gso}: {allocations} allocations for {packets} packets"
+        );
     }
 }

@@ -35,8 +35,12 @@ struct Network {
     jitter: Duration,
 }
 
-const LAN: Network =
-    Network { loss: 0, duplicate: 0, latency: Duration::from_micros(100), jitter: Duration::ZERO };
+const LAN: Network = Network {
+    loss: 0,
+    duplicate: 0,
+    latency: Duration::from_micros(100),
+    jitter: Duration::ZERO,
+};
 
 enum Event {
     ToClient(Transmit),
@@ -72,7 +76,12 @@ impl Client {
                     return Some(self.ack_block()); // gap or duplicate
                 }
                 // The server must describe exactly the next slice of the file.
-                assert_eq!(offset, (self.expected - 1) * self.blksize, "block {} offset", self.expected);
+                assert_eq!(
+                    offset,
+                    (self.expected - 1) * self.blksize,
+                    "block {} offset",
+                    self.expected
+                );
                 assert_eq!(len as u64, self.blksize.min(self.file_len - offset));
                 self.received_bytes += len as u64;
                 self.expected += 1;
@@ -101,7 +110,11 @@ struct Result {
 
 fn negotiated(blksize: u16, window: u16) -> Negotiated {
     let req = format!("blksize\0{blksize}\0windowsize\0{window}\0");
-    Negotiated::for_read(&Options::parse(req.as_bytes()).unwrap(), &Limits::default(), 0)
+    Negotiated::for_read(
+        &Options::parse(req.as_bytes()).unwrap(),
+        &Limits::default(),
+        0,
+    )
 }
 
 fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
@@ -109,7 +122,11 @@ fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
     let start = Instant::now();
     let mut now = start;
     let mut server = ReadTransfer::new(file_len, &n, Timing::default(), start);
-    let window = if n.needs_oack() { u64::from(n.window) } else { 1 };
+    let window = if n.needs_oack() {
+        u64::from(n.window)
+    } else {
+        1
+    };
     let mut client = Client {
         blksize: u64::from(n.blksize),
         window,
@@ -133,7 +150,8 @@ fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
             let copies = if rng.chance(net.duplicate) { 2 } else { 1 };
             for _ in 0..copies {
                 if !rng.chance(net.loss) {
-                    let delay = net.latency + Duration::from_nanos(rng.below(net.jitter.as_nanos() as u64 + 1));
+                    let delay = net.latency
+                        + Duration::from_nanos(rng.below(net.jitter.as_nanos() as u64 + 1));
                     push(&mut queue, &mut events, now + delay, Event::ToClient(t));
                 }
             }
@@ -161,8 +179,8 @@ fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
                     let copies = if rng.chance(net.duplicate) { 2 } else { 1 };
                     for _ in 0..copies {
                         if !rng.chance(net.loss) {
-                            let delay =
-                                net.latency + Duration::from_nanos(rng.below(net.jitter.as_nanos() as u64 + 1));
+                            let delay = net.latency
+                                + Duration::from_nanos(rng.below(net.jitter.as_nanos() as u64 + 1));
                             push(&mut queue, &mut events, now + delay, Event::ToServer(ack));
                         }
                     }
@@ -170,19 +188,32 @@ fn simulate(file_len: u64, n: Negotiated, net: Network, seed: u64) -> Result {
                 if !client.done {
                     client.timer_generation += 1;
                     let g = client.timer_generation;
-                    push(&mut queue, &mut events, now + client_timeout, Event::ClientTimer(g));
+                    push(
+                        &mut queue,
+                        &mut events,
+                        now + client_timeout,
+                        Event::ClientTimer(g),
+                    );
                 }
             }
             Event::ToServer(block) => server.on_ack(block, now),
             Event::ClientTimer(g) => {
                 if g == client.timer_generation && !client.done && !rng.chance(net.loss) {
-                    push(&mut queue, &mut events, now + net.latency, Event::ToServer(client.ack_block()));
+                    push(
+                        &mut queue,
+                        &mut events,
+                        now + net.latency,
+                        Event::ToServer(client.ack_block()),
+                    );
                 }
             }
         }
     }
     if client.done {
-        assert_eq!(client.received_bytes, file_len, "client got a short or long file");
+        assert_eq!(
+            client.received_bytes, file_len,
+            "client got a short or long file"
+        );
     }
     Result {
         outcome: server.outcome().expect("server still running"),
@@ -199,7 +230,11 @@ fn clean_network_all_windows() {
         assert!(r.client_done, "window {window}");
         assert_eq!(r.outcome, Outcome::Complete);
         let blocks = 1_000_000 / 1468 + 1;
-        assert_eq!(r.sent, blocks + 1, "window {window}: resends on a clean network"); // + OACK
+        assert_eq!(
+            r.sent,
+            blocks + 1,
+            "window {window}: resends on a clean network"
+        ); // + OACK
     }
 }
 
@@ -208,16 +243,40 @@ fn survives_loss_duplication_and_reordering() {
     let nets = [
         Network { loss: 5, ..LAN },
         Network { loss: 20, ..LAN },
-        Network { duplicate: 20, ..LAN },
-        Network { jitter: Duration::from_micros(400), ..LAN },
-        Network { loss: 10, duplicate: 10, latency: Duration::from_millis(1), jitter: Duration::from_millis(2) },
+        Network {
+            duplicate: 20,
+            ..LAN
+        },
+        Network {
+            jitter: Duration::from_micros(400),
+            ..LAN
+        },
+        Network {
+            loss: 10,
+            duplicate: 10,
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(2),
+        },
     ];
     for (i, net) in nets.iter().enumerate() {
         for window in [1, 4, 16, 64] {
             for seed in 1..=3u64 {
-                let r = simulate(300_000, negotiated(1468, window), *net, seed * 7919 + i as u64);
-                assert!(r.client_done, "net {i} window {window} seed {seed}: client incomplete, {:?}", r.outcome);
-                assert!(r.outcome.is_success(), "net {i} window {window}: {:?}", r.outcome);
+                let r = simulate(
+                    300_000,
+                    negotiated(1468, window),
+                    *net,
+                    seed * 7919 + i as u64,
+                );
+                assert!(
+                    r.client_done,
+                    "net {i} window {window} seed {seed}: client incomplete, {:?}",
+                    r.outcome
+                );
+                assert!(
+                    r.outcome.is_success(),
+                    "net {i} window {window}: {:?}",
+                    r.outcome
+                );
             }
         }
     }
@@ -235,7 +294,12 @@ fn loss_costs_milliseconds_not_seconds() {
 #[test]
 fn plain_rfc1350_without_options() {
     for len in [0, 1, 511, 512, 513, 1024, 100_000] {
-        let r = simulate(len, Negotiated::plain(), Network { loss: 5, ..LAN }, len + 3);
+        let r = simulate(
+            len,
+            Negotiated::plain(),
+            Network { loss: 5, ..LAN },
+            len + 3,
+        );
         assert!(r.client_done, "len {len}");
     }
 }
@@ -244,7 +308,16 @@ fn plain_rfc1350_without_options() {
 fn rollover_past_65535_blocks_with_loss() {
     // 33 MiB at 512 bytes is 67,585 blocks: the wire number wraps once.
     let len = 33 * 1024 * 1024 + 17;
-    let r = simulate(len, negotiated(512, 16), Network { loss: 1, duplicate: 1, ..LAN }, 9);
+    let r = simulate(
+        len,
+        negotiated(512, 16),
+        Network {
+            loss: 1,
+            duplicate: 1,
+            ..LAN
+        },
+        9,
+    );
     assert!(r.client_done && r.outcome.is_success());
 }
 
@@ -268,7 +341,12 @@ fn four_gib_at_blksize_512() {
     let mut expected: u64 = 1;
     while !t.is_done() {
         let mut last = None;
-        while let Some(Transmit::Data { block, offset, len: n }) = t.poll_transmit(now) {
+        while let Some(Transmit::Data {
+            block,
+            offset,
+            len: n,
+        }) = t.poll_transmit(now)
+        {
             assert_eq!(block, expected as u16);
             assert_eq!(offset, (expected - 1) * 512);
             assert_eq!(n as u64, 512.min(len - offset));
@@ -287,11 +365,29 @@ fn four_gib_at_blksize_512() {
 #[test]
 fn heavy_loss_recovers_in_bounded_time() {
     for seed in 1..=3 {
-        let r = simulate(8 << 20, negotiated(1468, 1), Network { loss: 20, ..LAN }, seed);
+        let r = simulate(
+            8 << 20,
+            negotiated(1468, 1),
+            Network { loss: 20, ..LAN },
+            seed,
+        );
         eprintln!("lock-step {:?}", r.elapsed);
-        assert!(r.client_done && r.elapsed < Duration::from_secs(30), "lock-step seed {seed}: {:?}", r.elapsed);
-        let r = simulate(8 << 20, negotiated(1468, 16), Network { loss: 20, ..LAN }, seed);
+        assert!(
+            r.client_done && r.elapsed < Duration::from_secs(30),
+            "lock-step seed {seed}: {:?}",
+            r.elapsed
+        );
+        let r = simulate(
+            8 << 20,
+            negotiated(1468, 16),
+            Network { loss: 20, ..LAN },
+            seed,
+        );
         eprintln!("window {:?}", r.elapsed);
-        assert!(r.client_done && r.elapsed < Duration::from_secs(30), "window 16 seed {seed}: {:?}", r.elapsed);
+        assert!(
+            r.client_done && r.elapsed < Duration::from_secs(30),
+            "window 16 seed {seed}: {:?}",
+            r.elapsed
+        );
     }
 }

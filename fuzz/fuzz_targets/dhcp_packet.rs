@@ -7,7 +7,9 @@ use rackboot::wire::dhcp::{Packet, ReplyBuilder};
 use zerocopy::IntoBytes;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = Packet::new_checked(data) else { return };
+    let Ok(packet) = Packet::new_checked(data) else {
+        return;
+    };
     let options: Vec<(u8, &[u8])> = packet.options().collect();
     let mut buf = vec![0u8; 240 + options.iter().map(|(_, d)| d.len() + 2).sum::<usize>() + 64];
     let mut b = ReplyBuilder::new(&mut buf).unwrap();

@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rackboot::dhcp::{Arch, BootEntry, Policy, ProxyConfig, ReplyKind, Request, ServerPort, MAX_REPLY_LEN};
+use rackboot::dhcp::{
+    Arch, BootEntry, MAX_REPLY_LEN, Policy, ProxyConfig, ReplyKind, Request, ServerPort,
+};
 use rackboot::wire::dhcp::Packet;
 
 fn policy() -> &'static Policy {
@@ -15,7 +17,9 @@ fn policy() -> &'static Policy {
         let mut config = ProxyConfig::default();
         config.boot.push(BootEntry::new(Arch::Bios, "pxelinux.0"));
         config.boot.push(BootEntry::new(Arch::X64Uefi, "ipxe.efi"));
-        config.boot.push(BootEntry::new(Arch::Arm64Uefi, "grubaa64.efi"));
+        config
+            .boot
+            .push(BootEntry::new(Arch::Arm64Uefi, "grubaa64.efi"));
         config.proxy.ipxe_script = Some("boot.ipxe".into());
         Policy::new(config).expect("valid config")
     })
@@ -34,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
         local_addr: Ipv4Addr::new(10, 0, 0, 1),
     };
     let mut out = [0u8; MAX_REPLY_LEN];
-    let Ok(reply) = policy().answer(&request, &mut out) else { return };
+    let Ok(reply) = policy().answer(&request, &mut out) else {
+        return;
+    };
     let req = Packet::new_checked(bytes).expect("answered requests parse");
     let rep = Packet::new_checked(&out[..reply.len]).expect("replies parse");
     assert_eq!(rep.op(), 2);

@@ -5,7 +5,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use rackboot::tftp::{Limits, Negotiated};
-use rackboot::wire::tftp::{parse_decimal, Options, Packet};
+use rackboot::wire::tftp::{Options, Packet, parse_decimal};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -18,7 +18,9 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    let Ok(options) = Options::parse(input.options) else { return };
+    let Ok(options) = Options::parse(input.options) else {
+        return;
+    };
     let limits = Limits {
         max_blksize: input.max_blksize,
         mtu_blksize: input.mtu_blksize,
@@ -32,8 +34,12 @@ fuzz_target!(|input: Input<'_>| {
     assert!(n.blksize >= 8 || n.blksize == 512);
     assert!(n.window >= 1);
     let mut buf = [0u8; 256];
-    let len = n.emit_oack(&mut buf).expect("an OACK always fits 256 bytes");
-    let Ok(Packet::Oack(oack)) = Packet::parse(&buf[..len]) else { panic!("OACK does not parse") };
+    let len = n
+        .emit_oack(&mut buf)
+        .expect("an OACK always fits 256 bytes");
+    let Ok(Packet::Oack(oack)) = Packet::parse(&buf[..len]) else {
+        panic!("OACK does not parse")
+    };
     for (name, value) in oack.iter() {
         let granted = parse_decimal(value).expect("numeric OACK value");
         let asked = options.get(std::str::from_utf8(name).unwrap());

@@ -6,12 +6,18 @@ use libfuzzer_sys::fuzz_target;
 use rackboot::wire::tftp::{self, Opcode, Packet, Writer};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = Packet::parse(data) else { return };
+    let Ok(packet) = Packet::parse(data) else {
+        return;
+    };
     let mut buf = vec![0u8; data.len() + 16];
     let mut w = Writer::new(&mut buf);
     match packet {
         Packet::Rrq(r) | Packet::Wrq(r) => {
-            let op = if matches!(packet, Packet::Rrq(_)) { Opcode::Rrq } else { Opcode::Wrq };
+            let op = if matches!(packet, Packet::Rrq(_)) {
+                Opcode::Rrq
+            } else {
+                Opcode::Wrq
+            };
             w.put_u16(op as u16).unwrap();
             w.put_str(r.filename).unwrap();
             w.put_str(match r.mode {

@@ -29,7 +29,11 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let req = format!("blksize\0{}\0windowsize\0{}\0", input.blksize, input.window);
-    let n = Negotiated::for_read(&Options::parse(req.as_bytes()).unwrap(), &Limits::default(), 0);
+    let n = Negotiated::for_read(
+        &Options::parse(req.as_bytes()).unwrap(),
+        &Limits::default(),
+        0,
+    );
     let file_len = u64::from(input.file_len);
     let start = Instant::now();
     let mut now = start;
@@ -44,7 +48,10 @@ fuzz_target!(|input: Input| {
         let mut burst = 0u64;
         while let Some(tx) = t.poll_transmit(now) {
             if let Transmit::Data { block, offset, len } = tx {
-                assert!(offset + len as u64 <= file_len, "block past the end of the file");
+                assert!(
+                    offset + len as u64 <= file_len,
+                    "block past the end of the file"
+                );
                 assert!(len as u64 <= blksize);
                 assert!(offset >= acked, "resent an acknowledged block");
                 assert!(offset < acked + window * blksize, "outside the window");
@@ -72,7 +79,9 @@ fuzz_target!(|input: Input| {
     }
     // With no more input the transfer must give up in bounded time.
     for _ in 0..1000 {
-        let Some(deadline) = t.poll_timeout() else { break };
+        let Some(deadline) = t.poll_timeout() else {
+            break;
+        };
         now = now.max(deadline);
         t.on_timeout(now);
         drain(&mut t, now, &mut last_sent);

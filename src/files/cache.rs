@@ -115,7 +115,11 @@ pub struct FileCache {
 
 impl FileCache {
     pub fn new(root: Root, shards: usize) -> FileCache {
-        FileCache { root, shards, entries: Mutex::new(HashMap::new()) }
+        FileCache {
+            root,
+            shards,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn root(&self) -> &Root {
@@ -129,9 +133,11 @@ impl FileCache {
         let key = (identity.dev, identity.ino);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = entries.get(&key).and_then(Weak::upgrade)
-            && existing.identity == identity && !existing.gate.is_revoked() {
-                return Ok(existing);
-            }
+            && existing.identity == identity
+            && !existing.gate.is_revoked()
+        {
+            return Ok(existing);
+        }
         let served = Arc::new(self.load(file, name, identity)?);
         prefault(&served);
         if entries.len() > 1024 {
@@ -141,17 +147,31 @@ impl FileCache {
         Ok(served)
     }
 
-    fn load(&self, file: File, name: String, identity: Identity) -> Result<ServedFile, ResolveError> {
+    fn load(
+        &self,
+        file: File,
+        name: String,
+        identity: Identity,
+    ) -> Result<ServedFile, ResolveError> {
         let gate = Arc::new(SendGate::new(self.shards));
         if identity.size == 0 {
-            return Ok(ServedFile { name, identity, contents: Contents::Empty, gate, leased: None });
+            return Ok(ServedFile {
+                name,
+                identity,
+                contents: Contents::Empty,
+                gate,
+                leased: None,
+            });
         }
         if let Some(watcher) = Watcher::get() {
             let leased = watcher.lease(&file, gate.clone());
             // EAGAIN: someone has the file open for writing right now. A
             // copy taken now could hold half of their write (one write(2)
             // updates the times before its data): ask the client to retry.
-            if leased.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN)) {
+            if leased
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN))
+            {
                 tracing::info!(file = %name, "file is open for writing: request answered busy");
                 return Err(ResolveError::Busy);
             }
@@ -160,16 +180,29 @@ impl FileCache {
                 // file without our consent (see `lease`); the mapping is only
                 // handed to the kernel for sends, never read by us.
                 if let Ok(map) = unsafe { memmap2::Mmap::map(&file) }
-                    && Identity::of(&file).ok() == Some(identity) {
-                        return Ok(ServedFile { name, identity, contents: Contents::Mapped(map), gate, leased: Some(file) });
-                    }
+                    && Identity::of(&file).ok() == Some(identity)
+                {
+                    return Ok(ServedFile {
+                        name,
+                        identity,
+                        contents: Contents::Mapped(map),
+                        gate,
+                        leased: Some(file),
+                    });
+                }
                 watcher.forget(file.as_raw_fd());
             } else {
                 tracing::debug!(file = %name, "no lease on file: serving a private copy");
             }
         }
         let copy = read_stable(&file, identity).ok_or(ResolveError::Busy)?;
-        Ok(ServedFile { name, identity, contents: Contents::Copied(copy), gate, leased: None })
+        Ok(ServedFile {
+            name,
+            identity,
+            contents: Contents::Copied(copy),
+            gate,
+            leased: None,
+        })
     }
 }
 
@@ -188,28 +221,37 @@ const PREFAULT_CHUNK: usize = 8 << 20;
 /// the file only while a chunk is done, and stopping once it is revoked or
 /// no longer served.
 fn prefault(served: &Arc<ServedFile>) {
-    let Contents::Mapped(map) = &served.contents else { return };
+    let Contents::Mapped(map) = &served.contents else {
+        return;
+    };
     if served.len() <= PREFAULT_INLINE {
         let _ = map.advise(memmap2::Advice::PopulateRead);
         return;
     }
     let _ = map.advise(memmap2::Advice::Sequential);
     let weak = Arc::downgrade(served);
-    let spawned = std::thread::Builder::new().name("prefault".into()).spawn(move || {
-        let mut offset = 0usize;
-        loop {
-            let Some(file) = weak.upgrade() else { return };
-            let Contents::Mapped(map) = &file.contents else { return };
-            if offset >= map.len() || file.gate.is_revoked() {
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("prefault".into())
+        .spawn(move || {
+            let mut offset = 0usize;
+            loop {
+                let Some(file) = weak.upgrade() else { return };
+                let Contents::Mapped(map) = &file.contents else {
+                    return;
+                };
+                if offset >= map.len() || file.gate.is_revoked() {
+                    return;
+                }
+                let len = PREFAULT_CHUNK.min(map.len() - offset);
+                if map
+                    .advise_range(memmap2::Advice::PopulateRead, offset, len)
+                    .is_err()
+                {
+                    return; // kernel without MADV_POPULATE_READ, or truncated
+                }
+                offset += len;
             }
-            let len = PREFAULT_CHUNK.min(map.len() - offset);
-            if map.advise_range(memmap2::Advice::PopulateRead, offset, len).is_err() {
-                return; // kernel without MADV_POPULATE_READ, or truncated
-            }
-            offset += len;
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::debug!("no prefault thread: {e}");
     }
@@ -260,7 +302,11 @@ mod tests {
         std::fs::rename(dir.path().join("f.new"), dir.path().join("f")).unwrap();
         let c = cache.open(b"f").unwrap();
         assert_eq!(c.slice(0, 100), b"new");
-        assert_eq!(a.slice(0, 3), b"old", "running transfers keep the old version");
+        assert_eq!(
+            a.slice(0, 3),
+            b"old",
+            "running transfers keep the old version"
+        );
     }
 
     #[test]
@@ -278,12 +324,18 @@ mod tests {
         };
         let start = Instant::now();
         while !served.gate().is_revoked() {
-            assert!(start.elapsed() < Duration::from_secs(5), "lease break never arrived");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "lease break never arrived"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(!served.gate().begin(0), "no new send after revocation");
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!written.load(Ordering::SeqCst), "writer got in while a send was in flight");
+        assert!(
+            !written.load(Ordering::SeqCst),
+            "writer got in while a send was in flight"
+        );
         served.gate().end(1);
         writer.join().unwrap();
         assert!(written.load(Ordering::SeqCst));

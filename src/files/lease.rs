@@ -44,7 +44,9 @@ impl SendGate {
     pub fn new(shards: usize) -> SendGate {
         SendGate {
             revoked: AtomicBool::new(false),
-            in_flight: (0..shards.max(1)).map(|_| CachePadded::new(AtomicU32::new(0))).collect(),
+            in_flight: (0..shards.max(1))
+                .map(|_| CachePadded::new(AtomicU32::new(0)))
+                .collect(),
         }
     }
 
@@ -96,27 +98,40 @@ static WATCHER: OnceLock<Option<Arc<Watcher>>> = OnceLock::new();
 impl Watcher {
     /// The watcher, started on first use; `None` where signalfd is missing.
     pub fn get() -> Option<Arc<Watcher>> {
-        WATCHER.get_or_init(|| Watcher::start().map_err(|e| tracing::warn!("file leases unavailable: {e}")).ok()).clone()
+        WATCHER
+            .get_or_init(|| {
+                Watcher::start()
+                    .map_err(|e| tracing::warn!("file leases unavailable: {e}"))
+                    .ok()
+            })
+            .clone()
     }
 
     fn start() -> io::Result<Arc<Watcher>> {
         let signal = libc::SIGRTMIN() + 1;
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("lease-watcher".into()).spawn(move || {
-            match open_signalfd(signal) {
-                Ok(sfd) => {
-                    // SAFETY: gettid has no preconditions.
-                    let tid = unsafe { libc::gettid() };
-                    let watcher = Arc::new(Watcher { tid, signal, gates: Mutex::new(HashMap::new()) });
-                    let _ = tx.send(Ok(watcher.clone()));
-                    watcher.run(sfd);
+        std::thread::Builder::new()
+            .name("lease-watcher".into())
+            .spawn(move || {
+                match open_signalfd(signal) {
+                    Ok(sfd) => {
+                        // SAFETY: gettid has no preconditions.
+                        let tid = unsafe { libc::gettid() };
+                        let watcher = Arc::new(Watcher {
+                            tid,
+                            signal,
+                            gates: Mutex::new(HashMap::new()),
+                        });
+                        let _ = tx.send(Ok(watcher.clone()));
+                        watcher.run(sfd);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
-        })?;
-        rx.recv().map_err(|_| io::Error::other("lease watcher died"))?
+            })?;
+        rx.recv()
+            .map_err(|_| io::Error::other("lease watcher died"))?
     }
 
     /// Puts a read lease on `file`, reported to this thread when broken.
@@ -124,7 +139,10 @@ impl Watcher {
     /// system without leases: the caller then serves a private copy.
     pub fn lease(&self, file: &File, gate: Arc<SendGate>) -> io::Result<()> {
         let fd = file.as_raw_fd();
-        let owner = FOwnerEx { kind: F_OWNER_TID, pid: self.tid };
+        let owner = FOwnerEx {
+            kind: F_OWNER_TID,
+            pid: self.tid,
+        };
         // SAFETY: plain fcntl calls on a descriptor we own; `owner` outlives
         // the F_SETOWN_EX call that reads it.
         unsafe {
@@ -133,7 +151,10 @@ impl Watcher {
             {
                 return Err(io::Error::last_os_error());
             }
-            self.gates.lock().unwrap_or_else(|e| e.into_inner()).insert(fd, gate);
+            self.gates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(fd, gate);
             if libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) < 0 {
                 let err = io::Error::last_os_error();
                 self.forget(fd);
@@ -145,7 +166,10 @@ impl Watcher {
 
     /// Called before the leased descriptor is closed.
     pub fn forget(&self, fd: RawFd) {
-        self.gates.lock().unwrap_or_else(|e| e.into_inner()).remove(&fd);
+        self.gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fd);
     }
 
     fn run(&self, sfd: File) {
@@ -157,15 +181,22 @@ impl Watcher {
                 continue;
             }
             // SAFETY: signalfd_siginfo is plain old data of exactly this size.
-            let info: libc::signalfd_siginfo = unsafe { std::ptr::read_unaligned(info.as_ptr().cast()) };
+            let info: libc::signalfd_siginfo =
+                unsafe { std::ptr::read_unaligned(info.as_ptr().cast()) };
             let fd = info.ssi_fd;
-            let gate = self.gates.lock().unwrap_or_else(|e| e.into_inner()).remove(&fd);
+            let gate = self
+                .gates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&fd);
             if let Some(gate) = gate {
                 let drained = gate.revoke_and_drain();
                 if !drained {
                     tracing::warn!("a shard kept sending from a changed file for {DRAIN_LIMIT:?}");
                 }
-                tracing::info!("served file is being changed: running transfers of it end, new ones see the new file");
+                tracing::info!(
+                    "served file is being changed: running transfers of it end, new ones see the new file"
+                );
             }
             // SAFETY: releasing a lease on a descriptor that may already be
             // closed is harmless (EBADF).

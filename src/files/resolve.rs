@@ -53,9 +53,16 @@ impl Root {
     pub fn open(path: &Path, options: RootOptions) -> io::Result<Root> {
         let dir = File::open(path)?;
         if !dir.metadata()?.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
-        Ok(Root { dir: dir.into(), path: path.to_path_buf(), options })
+        Ok(Root {
+            dir: dir.into(),
+            path: path.to_path_buf(),
+            options,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -71,7 +78,9 @@ impl Root {
         }
         let (file, name) = match open_beneath(&self.dir, &name) {
             Err(ResolveError::NotFound) if self.options.case_insensitive => {
-                let found = self.find_ignoring_case(&name).ok_or(ResolveError::NotFound)?;
+                let found = self
+                    .find_ignoring_case(&name)
+                    .ok_or(ResolveError::NotFound)?;
                 (open_beneath(&self.dir, &found)?, found)
             }
             other => (other?, name),
@@ -94,7 +103,11 @@ impl Root {
         let full = self.path.join(&name);
         // The parent must exist inside the root (checked through its fd).
         let parent = name.rsplit_once('/').map(|(p, _)| p).unwrap_or(".");
-        drop(open_beneath_flags(&self.dir, parent, libc::O_DIRECTORY | libc::O_PATH)?);
+        drop(open_beneath_flags(
+            &self.dir,
+            parent,
+            libc::O_DIRECTORY | libc::O_PATH,
+        )?);
         match std::fs::symlink_metadata(&full) {
             Ok(_) => Err(ResolveError::Refused),
             Err(_) => Ok((full, name)),
@@ -108,7 +121,11 @@ impl Root {
             let entry = std::fs::read_dir(dir)
                 .ok()?
                 .filter_map(|e| e.ok())
-                .find(|e| e.file_name().to_str().is_some_and(|n| n.eq_ignore_ascii_case(part)))?;
+                .find(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(part))
+                })?;
             if !found.is_empty() {
                 found.push('/');
             }
@@ -145,10 +162,18 @@ pub fn normalise(requested: &[u8]) -> Result<String, ResolveError> {
 
 fn open_beneath(dir: &OwnedFd, name: &str) -> Result<File, ResolveError> {
     // O_NONBLOCK: opening a FIFO planted in the root must not hang a shard.
-    let file = open_beneath_flags(dir, name, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+    let file = open_beneath_flags(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+    )?;
     let meta = file.metadata().map_err(|_| ResolveError::NotFound)?;
     if !meta.is_file() {
-        return Err(if meta.is_dir() { ResolveError::NotFound } else { ResolveError::Refused });
+        return Err(if meta.is_dir() {
+            ResolveError::NotFound
+        } else {
+            ResolveError::Refused
+        });
     }
     Ok(file)
 }
@@ -171,8 +196,12 @@ fn open_beneath_flags(dir: &OwnedFd, name: &str, flags: i32) -> Result<File, Res
     };
     if fd < 0 {
         return Err(match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => ResolveError::NotFound,
-            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => ResolveError::Overloaded,
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => {
+                ResolveError::NotFound
+            }
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => {
+                ResolveError::Overloaded
+            }
             // EXDEV: the path tried to leave the root; EACCES/EPERM/ELOOP...
             _ => ResolveError::Refused,
         });
@@ -188,7 +217,10 @@ mod tests {
     #[test]
     fn normalises_names() {
         assert_eq!(normalise(b"pxelinux.0").unwrap(), "pxelinux.0");
-        assert_eq!(normalise(b"/boot//x86\\grub.efi").unwrap(), "boot/x86/grub.efi");
+        assert_eq!(
+            normalise(b"/boot//x86\\grub.efi").unwrap(),
+            "boot/x86/grub.efi"
+        );
         assert_eq!(normalise(b"./a/./b").unwrap(), "a/b");
         assert_eq!(normalise(b"../etc/passwd"), Err(ResolveError::Refused));
         assert_eq!(normalise(b"a\\..\\..\\x"), Err(ResolveError::Refused));
@@ -204,17 +236,40 @@ mod tests {
         let root_dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(root_dir.path().join("sub")).unwrap();
         std::fs::write(root_dir.path().join("sub/File.BIN"), b"ok").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), root_dir.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            root_dir.path().join("escape"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc", root_dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("sub/File.BIN", root_dir.path().join("inside")).unwrap();
         let root = Root::open(root_dir.path(), RootOptions::default()).unwrap();
         assert!(root.open_file(b"/sub/File.BIN").is_ok());
-        assert!(root.open_file(b"inside").is_ok(), "a symlink within the root is fine");
-        assert_eq!(root.open_file(b"escape").unwrap_err(), ResolveError::Refused);
-        assert_eq!(root.open_file(b"etc/passwd").unwrap_err(), ResolveError::Refused);
+        assert!(
+            root.open_file(b"inside").is_ok(),
+            "a symlink within the root is fine"
+        );
+        assert_eq!(
+            root.open_file(b"escape").unwrap_err(),
+            ResolveError::Refused
+        );
+        assert_eq!(
+            root.open_file(b"etc/passwd").unwrap_err(),
+            ResolveError::Refused
+        );
         assert_eq!(root.open_file(b"sub").unwrap_err(), ResolveError::NotFound);
-        assert_eq!(root.open_file(b"sub/file.bin").unwrap_err(), ResolveError::NotFound);
-        let ci = Root::open(root_dir.path(), RootOptions { case_insensitive: true, ..Default::default() }).unwrap();
+        assert_eq!(
+            root.open_file(b"sub/file.bin").unwrap_err(),
+            ResolveError::NotFound
+        );
+        let ci = Root::open(
+            root_dir.path(),
+            RootOptions {
+                case_insensitive: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(ci.open_file(b"SUB\\file.bin").unwrap().1, "sub/File.BIN");
         assert_eq!(ci.open_file(b"ESCAPE").unwrap_err(), ResolveError::Refused);
     }

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use socket2::SockAddr;
 
-use super::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
+use super::shard::{Backend, MAX_SEGMENTS, Outgoing, ShardCore};
 use super::socket::{
-    is_gso_unsupported, parse_control, recv_datagram, write_send_control, RecvMeta, CONTROL_LEN, SEND_CONTROL_LEN,
+    CONTROL_LEN, RecvMeta, SEND_CONTROL_LEN, is_gso_unsupported, parse_control, recv_datagram,
+    write_send_control,
 };
-use super::{Shared, MAX_WAIT};
+use super::{MAX_WAIT, Shared};
 
 /// Datagrams read from one socket per wake-up, so one busy client cannot
 /// starve the others.
@@ -37,7 +38,10 @@ impl Backend for EpollIo {
             self.fds.resize(key + 1, -1);
         }
         self.fds[key] = fd;
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key as u64 };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key as u64,
+        };
         // SAFETY: valid epoll fd and socket fd; `ev` is read during the call.
         unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
     }
@@ -47,14 +51,24 @@ impl Backend for EpollIo {
             *slot = -1;
         }
         // SAFETY: as above; the event argument is ignored for DEL.
-        unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     fn send(&mut self, packet: Outgoing<'_>) {
         if !packet.more.is_empty() && self.gso {
             if let Err(errno) = send_gso(&packet) {
                 if is_gso_unsupported(errno) {
-                    tracing::info!("UDP GSO unavailable here ({}); sending packet by packet", io::Error::from_raw_os_error(errno));
+                    tracing::info!(
+                        "UDP GSO unavailable here ({}); sending packet by packet",
+                        io::Error::from_raw_os_error(errno)
+                    );
                     self.gso = false;
                 }
             }
@@ -78,10 +92,16 @@ impl Backend for EpollIo {
 
 /// One datagram: `head` and `payload`.
 fn send_one(packet: &Outgoing<'_>, head: &[u8], payload: Option<&[u8]>) {
-    let mut iov = [libc::iovec { iov_base: head.as_ptr() as *mut _, iov_len: head.len() }; 2];
+    let mut iov = [libc::iovec {
+        iov_base: head.as_ptr() as *mut _,
+        iov_len: head.len(),
+    }; 2];
     let iovcnt = match payload {
         Some(bytes) => {
-            iov[1] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+            iov[1] = libc::iovec {
+                iov_base: bytes.as_ptr() as *mut _,
+                iov_len: bytes.len(),
+            };
             2
         }
         None => 1,
@@ -93,13 +113,28 @@ fn send_one(packet: &Outgoing<'_>, head: &[u8], payload: Option<&[u8]>) {
 
 /// The whole window in one GSO sendmsg.
 fn send_gso(packet: &Outgoing<'_>) -> Result<(), i32> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2 * MAX_SEGMENTS];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2 * MAX_SEGMENTS];
     let first = packet.payload.map_or(&[][..], |(_, bytes)| bytes);
-    iov[0] = libc::iovec { iov_base: packet.head.as_ptr() as *mut _, iov_len: packet.head.len() };
-    iov[1] = libc::iovec { iov_base: first.as_ptr() as *mut _, iov_len: first.len() };
+    iov[0] = libc::iovec {
+        iov_base: packet.head.as_ptr() as *mut _,
+        iov_len: packet.head.len(),
+    };
+    iov[1] = libc::iovec {
+        iov_base: first.as_ptr() as *mut _,
+        iov_len: first.len(),
+    };
     for (i, segment) in packet.more.iter().take(MAX_SEGMENTS - 1).enumerate() {
-        iov[2 + 2 * i] = libc::iovec { iov_base: segment.head.as_ptr() as *mut _, iov_len: segment.head.len() };
-        iov[3 + 2 * i] = libc::iovec { iov_base: segment.payload.as_ptr() as *mut _, iov_len: segment.payload.len() };
+        iov[2 + 2 * i] = libc::iovec {
+            iov_base: segment.head.as_ptr() as *mut _,
+            iov_len: segment.head.len(),
+        };
+        iov[3 + 2 * i] = libc::iovec {
+            iov_base: segment.payload.as_ptr() as *mut _,
+            iov_len: segment.payload.len(),
+        };
     }
     let count = 2 * (1 + packet.more.len().min(MAX_SEGMENTS - 1));
     let segment_size = (packet.head.len() + first.len()) as u16;
@@ -110,7 +145,11 @@ fn send_gso(packet: &Outgoing<'_>) -> Result<(), i32> {
     }
 }
 
-fn sendmsg(packet: &Outgoing<'_>, iov: &mut [libc::iovec], segment: Option<u16>) -> Result<(), i32> {
+fn sendmsg(
+    packet: &Outgoing<'_>,
+    iov: &mut [libc::iovec],
+    segment: Option<u16>,
+) -> Result<(), i32> {
     let addr = SockAddr::from(packet.to);
     let mut control = [0u8; SEND_CONTROL_LEN];
     let control_len = write_send_control(&mut control, packet.source, segment);
@@ -129,7 +168,11 @@ fn sendmsg(packet: &Outgoing<'_>, iov: &mut [libc::iovec], segment: Option<u16>)
         }
         libc::sendmsg(packet.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
     };
-    if rc < 0 { Err(io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(())
+    }
 }
 
 pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
@@ -140,7 +183,12 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
     }
     // SAFETY: just created, owned here.
     let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
-    let mut io = EpollIo { epfd, shard: core.index(), fds: Vec::new(), gso: true };
+    let mut io = EpollIo {
+        epfd,
+        shard: core.index(),
+        fds: Vec::new(),
+        gso: true,
+    };
     core.start(&mut io);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; RECV_BUF];
@@ -154,11 +202,20 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
             core.stop_listening(&mut io);
         }
         let now = Instant::now();
-        let wait = core.next_deadline().map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+        let wait = core
+            .next_deadline()
+            .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
         // Round up so a sub-millisecond deadline does not spin.
         let wait_ms = wait.as_micros().div_ceil(1000) as i32;
         // SAFETY: `events` has the capacity we pass.
-        let n = unsafe { libc::epoll_wait(io.epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, wait_ms) };
+        let n = unsafe {
+            libc::epoll_wait(
+                io.epfd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                wait_ms,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -169,8 +226,12 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
         for event in &events[..n as usize] {
             let key = event.u64 as usize;
             for _ in 0..RECV_BUDGET {
-                let Some(&fd) = io.fds.get(key).filter(|&&fd| fd >= 0) else { break };
-                let Some((len, meta)) = recv(fd, &mut buf, &mut control) else { break };
+                let Some(&fd) = io.fds.get(key).filter(|&&fd| fd >= 0) else {
+                    break;
+                };
+                let Some((len, meta)) = recv(fd, &mut buf, &mut control) else {
+                    break;
+                };
                 core.on_datagram(&mut io, key, meta, &buf[..len], Instant::now());
             }
         }
@@ -184,5 +245,12 @@ fn recv(fd: RawFd, buf: &mut [u8], control: &mut [u8; CONTROL_LEN]) -> Option<(u
     let (local_ip, ifindex) = parse_control(&control[..got.control_len]);
     // An oversized datagram is handed on empty: parsing fails, it is dropped.
     let len = if got.truncated { 0 } else { got.len };
-    Some((len, RecvMeta { from: got.from, local_ip, ifindex }))
+    Some((
+        len,
+        RecvMeta {
+            from: got.from,
+            local_ip,
+            ifindex,
+        },
+    ))
 }

@@ -51,7 +51,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 69))],
-            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             io: IoMode::Auto,
             limits: Limits::default(),
             timing: Timing::default(),
@@ -104,11 +106,17 @@ pub struct ProxyRun {
 impl Server {
     /// Binds every listen socket for every shard (so privileges can be
     /// dropped right after) and starts the shard threads.
-    pub fn start(settings: Settings, cache: FileCache, proxy_run: Option<ProxyRun>) -> io::Result<Server> {
+    pub fn start(
+        settings: Settings,
+        cache: FileCache,
+        proxy_run: Option<ProxyRun>,
+    ) -> io::Result<Server> {
         let backend = match settings.io {
             IoMode::Epoll => IoMode::Epoll,
             IoMode::Uring => {
-                uring_available().map_err(|e| io::Error::new(e.kind(), format!("--io uring: io_uring unavailable: {e}")))?;
+                uring_available().map_err(|e| {
+                    io::Error::new(e.kind(), format!("--io uring: io_uring unavailable: {e}"))
+                })?;
                 IoMode::Uring
             }
             IoMode::Auto => match uring_available() {
@@ -125,10 +133,18 @@ impl Server {
             drop(std::net::UdpSocket::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
         }
         // No listen address: TFTP is off (another server does it).
-        let shards = if settings.listen.is_empty() { 0 } else { settings.shards.max(1) };
+        let shards = if settings.listen.is_empty() {
+            0
+        } else {
+            settings.shards.max(1)
+        };
         let mut per_shard = Vec::with_capacity(shards);
         for _ in 0..shards {
-            let sockets = settings.listen.iter().map(|&a| socket::bind_listen(a)).collect::<io::Result<Vec<_>>>()?;
+            let sockets = settings
+                .listen
+                .iter()
+                .map(|&a| socket::bind_listen(a))
+                .collect::<io::Result<Vec<_>>>()?;
             per_shard.push(sockets);
         }
         let shared = Arc::new(Shared {
@@ -142,26 +158,35 @@ impl Server {
         let mut threads = Vec::new();
         for (index, sockets) in per_shard.into_iter().enumerate() {
             let shared = shared.clone();
-            let handle = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
-                let mut core = shard::ShardCore::new(index, shared.clone(), sockets);
-                match backend {
-                    IoMode::Uring => uring::run(&mut core, &shared)?,
-                    _ => epoll::run(&mut core, &shared)?,
-                }
-                Ok(core.stats)
-            })?;
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    let mut core = shard::ShardCore::new(index, shared.clone(), sockets);
+                    match backend {
+                        IoMode::Uring => uring::run(&mut core, &shared)?,
+                        _ => epoll::run(&mut core, &shared)?,
+                    }
+                    Ok(core.stats)
+                })?;
             threads.push(handle);
         }
         let proxy = match proxy_run {
             Some(run) => {
                 let shared = shared.clone();
-                Some(std::thread::Builder::new().name("proxydhcp".into()).spawn(move || {
-                    proxy::run(run.sockets, run.policy, run.listen, shared)
-                })?)
+                Some(
+                    std::thread::Builder::new()
+                        .name("proxydhcp".into())
+                        .spawn(move || proxy::run(run.sockets, run.policy, run.listen, shared))?,
+                )
             }
             None => None,
         };
-        Ok(Server { shared, threads, proxy, backend })
+        Ok(Server {
+            shared,
+            threads,
+            proxy,
+            backend,
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -179,12 +204,20 @@ impl Server {
         }
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(p) = self.proxy {
-            let stats = p.join().map_err(|_| io::Error::other("the proxyDHCP thread panicked"))?;
-            tracing::info!(answered = stats.answered, silent = stats.silent, "proxyDHCP stopped");
+            let stats = p
+                .join()
+                .map_err(|_| io::Error::other("the proxyDHCP thread panicked"))?;
+            tracing::info!(
+                answered = stats.answered,
+                silent = stats.silent,
+                "proxyDHCP stopped"
+            );
         }
         let mut total = shard::ShardStats::default();
         for t in self.threads {
-            total += t.join().map_err(|_| io::Error::other("a shard panicked"))??;
+            total += t
+                .join()
+                .map_err(|_| io::Error::other("a shard panicked"))??;
         }
         Ok(total)
     }

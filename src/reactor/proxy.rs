@@ -2,21 +2,21 @@
 //! booting machine need no sharding; what matters is answering from the
 //! right interface with the right address, which IP_PKTINFO gives us.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::mem::size_of;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::socket::{bind_error, pktinfo_v4, recv_datagram, write_pktinfo_v4, CONTROL_LEN};
 use super::Shared;
-use crate::dhcp::{Destination, Policy, Reply, Request, ServerPort, MAX_REPLY_LEN};
+use super::socket::{CONTROL_LEN, bind_error, pktinfo_v4, recv_datagram, write_pktinfo_v4};
+use crate::dhcp::{Destination, MAX_REPLY_LEN, Policy, Reply, Request, ServerPort};
 
 /// How the proxy listens.
 #[derive(Debug, Clone)]
@@ -36,7 +36,13 @@ pub struct ProxyListen {
 
 impl Default for ProxyListen {
     fn default() -> Self {
-        ProxyListen { interface: None, dhcp_port: 67, pxe_port: 4011, log_replies: true, subnets: Vec::new() }
+        ProxyListen {
+            interface: None,
+            dhcp_port: 67,
+            pxe_port: 4011,
+            log_replies: true,
+            subnets: Vec::new(),
+        }
     }
 }
 
@@ -57,7 +63,10 @@ pub struct ProxySockets {
 }
 
 pub fn bind(settings: &ProxyListen) -> io::Result<ProxySockets> {
-    Ok(ProxySockets { dhcp: bind_one(settings, settings.dhcp_port)?, pxe: bind_one(settings, settings.pxe_port)? })
+    Ok(ProxySockets {
+        dhcp: bind_one(settings, settings.dhcp_port)?,
+        pxe: bind_one(settings, settings.pxe_port)?,
+    })
 }
 
 fn bind_one(settings: &ProxyListen, port: u16) -> io::Result<UdpSocket> {
@@ -69,7 +78,10 @@ fn bind_one(settings: &ProxyListen, port: u16) -> io::Result<UdpSocket> {
     socket.set_broadcast(true)?;
     if let Some(name) = &settings.interface {
         socket.bind_device(Some(name.as_bytes())).map_err(|e| {
-            io::Error::new(e.kind(), format!("--interface {name}: {e} (does the interface exist? root needed)"))
+            io::Error::new(
+                e.kind(),
+                format!("--interface {name}: {e} (does the interface exist? root needed)"),
+            )
         })?;
     }
     let on: libc::c_int = 1;
@@ -124,23 +136,44 @@ pub struct ProxyStats {
 }
 
 /// Serves until the server stops.
-pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared: Arc<Shared>) -> ProxyStats {
+pub fn run(
+    sockets: ProxySockets,
+    policy: Policy,
+    settings: ProxyListen,
+    shared: Arc<Shared>,
+) -> ProxyStats {
     let mut stats = ProxyStats::default();
     let mut delayed: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
     let mut buf = vec![0u8; 4096];
     let mut out = [0u8; MAX_REPLY_LEN];
     let mut fds = [
-        libc::pollfd { fd: sockets.dhcp.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: sockets.pxe.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: sockets.dhcp.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: sockets.pxe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         while delayed.peek().is_some_and(|Reverse(d)| d.due <= now) {
-            let Some(Reverse(d)) = delayed.pop() else { break };
-            let socket = if d.port == ServerPort::Pxe { &sockets.pxe } else { &sockets.dhcp };
+            let Some(Reverse(d)) = delayed.pop() else {
+                break;
+            };
+            let socket = if d.port == ServerPort::Pxe {
+                &sockets.pxe
+            } else {
+                &sockets.dhcp
+            };
             send(socket, &d.bytes, d.to, d.arrival);
         }
-        let wait = delayed.peek().map_or(50, |Reverse(d)| d.due.saturating_duration_since(now).as_millis().min(50));
+        let wait = delayed.peek().map_or(50, |Reverse(d)| {
+            d.due.saturating_duration_since(now).as_millis().min(50)
+        });
         // SAFETY: `fds` is a valid array of two pollfds.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, wait as i32) };
         if n <= 0 {
@@ -150,14 +183,23 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
             if fds[i].revents & libc::POLLIN == 0 {
                 continue;
             }
-            let socket = if port == ServerPort::Pxe { &sockets.pxe } else { &sockets.dhcp };
+            let socket = if port == ServerPort::Pxe {
+                &sockets.pxe
+            } else {
+                &sockets.dhcp
+            };
             while let Some((len, arrival)) = recv(socket, &mut buf) {
                 if !serves_subnet(&settings.subnets, arrival.local) {
                     stats.silent += 1;
                     tracing::debug!(client = %arrival.from, via = %arrival.local, "proxyDHCP: interface outside the proxy ranges");
                     continue;
                 }
-                let request = Request { bytes: &buf[..len], port, source: arrival.from, local_addr: arrival.local };
+                let request = Request {
+                    bytes: &buf[..len],
+                    port,
+                    source: arrival.from,
+                    local_addr: arrival.local,
+                };
                 match policy.answer(&request, &mut out) {
                     Ok(reply) => {
                         stats.answered += 1;
@@ -172,7 +214,11 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
                                 arrival,
                             })),
                             _ => {
-                                let socket = if reply.source_port == ServerPort::Pxe { &sockets.pxe } else { &sockets.dhcp };
+                                let socket = if reply.source_port == ServerPort::Pxe {
+                                    &sockets.pxe
+                                } else {
+                                    &sockets.dhcp
+                                };
                                 send(socket, &out[..reply.len], to, arrival);
                             }
                         }
@@ -193,7 +239,9 @@ pub fn run(sockets: ProxySockets, policy: Policy, settings: ProxyListen, shared:
 fn serves_subnet(subnets: &[(Ipv4Addr, Option<Ipv4Addr>)], local: Ipv4Addr) -> bool {
     subnets.is_empty()
         || subnets.iter().any(|&(network, mask)| {
-            let Some(mask) = mask.or_else(|| interface_netmask(local)) else { return false };
+            let Some(mask) = mask.or_else(|| interface_netmask(local)) else {
+                return false;
+            };
             let mask = u32::from(mask);
             u32::from(network) & mask == u32::from(local) & mask
         })
@@ -212,7 +260,10 @@ fn interface_netmask(address: Ipv4Addr) -> Option<Ipv4Addr> {
         let mut cur = list;
         while !cur.is_null() {
             let ifa = &*cur;
-            if !ifa.ifa_addr.is_null() && !ifa.ifa_netmask.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET {
+            if !ifa.ifa_addr.is_null()
+                && !ifa.ifa_netmask.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
                 let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
                 if Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)) == address {
                     let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
@@ -229,8 +280,15 @@ fn interface_netmask(address: Ipv4Addr) -> Option<Ipv4Addr> {
 
 fn log_reply(settings: &ProxyListen, reply: &Reply, arrival: &Arrival, bytes: &[u8]) {
     let chaddr = bytes.get(28..34).unwrap_or(&[]);
-    let mac = chaddr.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    let file = bytes.get(108..236).map(|f| f.split(|&b| b == 0).next().unwrap_or(&[])).unwrap_or(&[]);
+    let mac = chaddr
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let file = bytes
+        .get(108..236)
+        .map(|f| f.split(|&b| b == 0).next().unwrap_or(&[]))
+        .unwrap_or(&[]);
     let file = String::from_utf8_lossy(file);
     let destination = match reply.destination {
         Destination::Broadcast68 => "broadcast".to_string(),
@@ -247,9 +305,18 @@ fn log_reply(settings: &ProxyListen, reply: &Reply, arrival: &Arrival, bytes: &[
 fn recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Arrival)> {
     let mut control = [0u8; CONTROL_LEN];
     let got = recv_datagram(socket.as_raw_fd(), buf, &mut control)?;
-    let SocketAddr::V4(from) = got.from else { return None };
+    let SocketAddr::V4(from) = got.from else {
+        return None;
+    };
     let (_, ifindex, local) = pktinfo_v4(&control[..got.control_len])?;
-    Some((got.len, Arrival { from, ifindex: ifindex as i32, local }))
+    Some((
+        got.len,
+        Arrival {
+            from,
+            ifindex: ifindex as i32,
+            local,
+        },
+    ))
 }
 
 /// Sends a reply out of the interface the request came in on, from the
@@ -258,7 +325,10 @@ fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddrV4, arrival: Arrival) {
     let addr = socket2::SockAddr::from(SocketAddr::V4(to));
     let mut control = [0u8; CONTROL_LEN];
     let control_len = write_pktinfo_v4(&mut control, arrival.ifindex, arrival.local);
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut _,
+        iov_len: bytes.len(),
+    };
     // SAFETY: every msghdr pointer refers to locals that outlive the
     // synchronous sendmsg.
     let rc = unsafe {

@@ -9,14 +9,14 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use slab::Slab;
 
-use super::socket::{interface_mtu, PortPicker, RecvMeta};
 use super::Shared;
+use super::socket::{PortPicker, RecvMeta, interface_mtu};
 use crate::files::{ResolveError, ServedFile};
 use crate::tftp::options::blksize_for_mtu;
 use crate::tftp::upload::{DataAction, WriteTransfer};
@@ -61,8 +61,20 @@ pub struct Outgoing<'a> {
 
 impl<'a> Outgoing<'a> {
     /// A packet of `head` bytes alone (OACK, ACK, ERROR).
-    pub fn single(fd: RawFd, to: SocketAddr, source: Option<IpAddr>, head: &'a [u8]) -> Outgoing<'a> {
-        Outgoing { fd, to, source, head, payload: None, more: &[] }
+    pub fn single(
+        fd: RawFd,
+        to: SocketAddr,
+        source: Option<IpAddr>,
+        head: &'a [u8],
+    ) -> Outgoing<'a> {
+        Outgoing {
+            fd,
+            to,
+            source,
+            head,
+            payload: None,
+            more: &[],
+        }
     }
 }
 
@@ -74,14 +86,16 @@ pub struct Segment<'a> {
 }
 
 impl Segment<'_> {
-    pub const EMPTY: Segment<'static> = Segment { head: [0; 4], payload: &[] };
+    pub const EMPTY: Segment<'static> = Segment {
+        head: [0; 4],
+        payload: &[],
+    };
 }
 
 /// Most DATA packets in one GSO send (the kernel allows 64 or more).
 pub const MAX_SEGMENTS: usize = 64;
 /// Most bytes in one GSO send: one IP datagram's worth, with headers.
 pub const GSO_MAX_BYTES: usize = 65_000;
-
 
 enum Endpoint {
     Listen { socket: UdpSocket, wildcard: bool },
@@ -103,7 +117,11 @@ struct Transfer {
 // Transfers are boxed already; the read variant is the common one.
 #[allow(clippy::large_enum_variant)]
 enum Kind {
-    Read { machine: ReadTransfer, file: Arc<ServedFile>, negotiated: Negotiated },
+    Read {
+        machine: ReadTransfer,
+        file: Arc<ServedFile>,
+        negotiated: Negotiated,
+    },
     Write(Box<Upload>),
 }
 
@@ -165,7 +183,10 @@ impl ShardCore {
     pub fn new(index: usize, shared: Arc<Shared>, listen: Vec<UdpSocket>) -> ShardCore {
         let mut endpoints = Slab::new();
         for socket in listen {
-            let wildcard = socket.local_addr().map(|a| a.ip().is_unspecified()).unwrap_or(false);
+            let wildcard = socket
+                .local_addr()
+                .map(|a| a.ip().is_unspecified())
+                .unwrap_or(false);
             endpoints.insert(Endpoint::Listen { socket, wildcard });
         }
         let ports = PortPicker::new(shared.settings.port_range, index);
@@ -202,8 +223,17 @@ impl ShardCore {
     }
 
     /// Handles one received datagram.
-    pub fn on_datagram(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
-        let Some(endpoint) = self.endpoints.get(key) else { return };
+    pub fn on_datagram(
+        &mut self,
+        io: &mut impl Backend,
+        key: usize,
+        meta: RecvMeta,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        let Some(endpoint) = self.endpoints.get(key) else {
+            return;
+        };
         let listen_key = match endpoint {
             Endpoint::Listen { .. } => key,
             Endpoint::Transfer(_) => return self.on_transfer_packet(io, key, meta, bytes, now),
@@ -236,15 +266,27 @@ impl ShardCore {
                 let (code, msg) = if self.shared.settings.single_port {
                     (ErrorCode::UnknownTid, "Unknown transfer ID")
                 } else {
-                    (ErrorCode::IllegalOperation, "Expected a read or write request")
+                    (
+                        ErrorCode::IllegalOperation,
+                        "Expected a read or write request",
+                    )
                 };
                 self.reply_error(io, listen_key, meta, code, msg);
             }
             Err(e) => {
                 self.stats.malformed += 1;
                 tracing::debug!(client = %meta.from, "malformed request dropped: {e}");
-                if matches!(e, wire::Error::BadMode | wire::Error::StringTooLong | wire::Error::EmptyFilename) {
-                    self.reply_error(io, listen_key, meta, ErrorCode::IllegalOperation, "Malformed request");
+                if matches!(
+                    e,
+                    wire::Error::BadMode | wire::Error::StringTooLong | wire::Error::EmptyFilename
+                ) {
+                    self.reply_error(
+                        io,
+                        listen_key,
+                        meta,
+                        ErrorCode::IllegalOperation,
+                        "Malformed request",
+                    );
                 }
             }
         }
@@ -253,9 +295,15 @@ impl ShardCore {
     /// Whether `bytes` repeats the request that started `transfer`: same
     /// file, and that transfer has not sent its last block yet.
     fn is_retransmitted_request(&self, transfer: usize, bytes: &[u8]) -> bool {
-        let Some(Endpoint::Transfer(t)) = self.endpoints.get(transfer) else { return false };
-        let (Ok(Packet::Rrq(req)) | Ok(Packet::Wrq(req))) = Packet::parse(bytes) else { return false };
-        let Ok(name) = crate::files::resolve::normalise(req.filename) else { return false };
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get(transfer) else {
+            return false;
+        };
+        let (Ok(Packet::Rrq(req)) | Ok(Packet::Wrq(req))) = Packet::parse(bytes) else {
+            return false;
+        };
+        let Ok(name) = crate::files::resolve::normalise(req.filename) else {
+            return false;
+        };
         match &t.kind {
             Kind::Read { machine, file, .. } => name == file.name() && !machine.all_sent(),
             Kind::Write(up) => name == up.name,
@@ -270,8 +318,12 @@ impl ShardCore {
             return;
         }
         self.listening = false;
-        let keys: Vec<usize> =
-            self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Listen { .. })).map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self
+            .endpoints
+            .iter()
+            .filter(|(_, e)| matches!(e, Endpoint::Listen { .. }))
+            .map(|(k, _)| k)
+            .collect();
         for key in keys {
             if let Endpoint::Listen { socket, .. } = self.endpoints.remove(key) {
                 io.unwatch(key, socket.as_raw_fd());
@@ -283,12 +335,26 @@ impl ShardCore {
         self.listening && !self.shared.settings.single_port
     }
 
-    fn on_transfer_packet(&mut self, io: &mut impl Backend, key: usize, meta: RecvMeta, bytes: &[u8], now: Instant) {
-        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
+    fn on_transfer_packet(
+        &mut self,
+        io: &mut impl Backend,
+        key: usize,
+        meta: RecvMeta,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else {
+            return;
+        };
         if meta.from != t.peer {
             // RFC 1350: a stray TID gets ERROR 5; the transfer goes on.
             let (fd, source) = (t.send_fd, t.source);
-            let n = wire::emit_error(&mut self.scratch, ErrorCode::UnknownTid, "Unknown transfer ID").unwrap_or(0);
+            let n = wire::emit_error(
+                &mut self.scratch,
+                ErrorCode::UnknownTid,
+                "Unknown transfer ID",
+            )
+            .unwrap_or(0);
             io.send(Outgoing::single(fd, meta.from, source, &self.scratch[..n]));
             return;
         }
@@ -316,7 +382,9 @@ impl ShardCore {
                 break;
             }
             self.timers.pop();
-            let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { continue };
+            let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else {
+                continue;
+            };
             if t.scheduled != Some(at) {
                 continue; // superseded entry
             }
@@ -340,8 +408,12 @@ impl ShardCore {
 
     /// Ends every transfer (shutdown after the drain time).
     pub fn abort_all(&mut self, io: &mut impl Backend, now: Instant) {
-        let keys: Vec<usize> =
-            self.endpoints.iter().filter(|(_, e)| matches!(e, Endpoint::Transfer(_))).map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self
+            .endpoints
+            .iter()
+            .filter(|(_, e)| matches!(e, Endpoint::Transfer(_)))
+            .map(|(k, _)| k)
+            .collect();
         for key in keys {
             self.send_transfer_error(io, key, ErrorCode::NotDefined, "Server shutting down");
             self.finish(io, key, Outcome::TimedOut, now);
@@ -364,8 +436,17 @@ impl ShardCore {
     fn pump<B: Backend>(&mut self, io: &mut B, key: usize, now: Instant) {
         let shard = self.index;
         let max_segments = io.max_segments().clamp(1, MAX_SEGMENTS);
-        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
-        let Kind::Read { machine, file, negotiated } = &mut t.kind else { return };
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else {
+            return;
+        };
+        let Kind::Read {
+            machine,
+            file,
+            negotiated,
+        } = &mut t.kind
+        else {
+            return;
+        };
         let file: &Arc<ServedFile> = file;
         let (fd, to, source) = (t.send_fd, t.peer, t.source);
         // Consecutive DATA packets go out together, as one GSO send where
@@ -382,7 +463,14 @@ impl ShardCore {
                 return false;
             }
             let (first, more) = (&window[0], &window[1..]);
-            io.send(Outgoing { fd, to, source, head: &first.head, payload: Some((file, first.payload)), more });
+            io.send(Outgoing {
+                fd,
+                to,
+                source,
+                head: &first.head,
+                payload: Some((file, first.payload)),
+                more,
+            });
             true
         };
         while let Some(tx) = machine.poll_transmit(now) {
@@ -394,7 +482,10 @@ impl ShardCore {
                     io.send(Outgoing::single(fd, to, source, &self.scratch[..n]));
                 }
                 Transmit::Data { block, offset, len } => {
-                    let segment = Segment { head: wire::data_header(block), payload: file.slice(offset, len) };
+                    let segment = Segment {
+                        head: wire::data_header(block),
+                        payload: file.slice(offset, len),
+                    };
                     let size = segment.payload.len();
                     let fits = count > 0
                         && count < max_segments
@@ -419,7 +510,12 @@ impl ShardCore {
         }
         revoked |= !flush(&window[..count], io);
         if revoked {
-            self.send_transfer_error(io, key, ErrorCode::NotDefined, "File changed during transfer, retry");
+            self.send_transfer_error(
+                io,
+                key,
+                ErrorCode::NotDefined,
+                "File changed during transfer, retry",
+            );
             return self.finish(io, key, Outcome::TimedOut, now);
         }
         match (machine.outcome(), machine.poll_timeout()) {
@@ -429,18 +525,45 @@ impl ShardCore {
         }
     }
 
-    fn send_transfer_error(&mut self, io: &mut impl Backend, key: usize, code: ErrorCode, msg: &str) {
-        let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) else { return };
+    fn send_transfer_error(
+        &mut self,
+        io: &mut impl Backend,
+        key: usize,
+        code: ErrorCode,
+        msg: &str,
+    ) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) else {
+            return;
+        };
         let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
-        io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
+        io.send(Outgoing::single(
+            t.send_fd,
+            t.peer,
+            t.source,
+            &self.scratch[..n],
+        ));
     }
 
     /// An ERROR answering a request, sent from the listen socket.
-    fn reply_error(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, code: ErrorCode, msg: &str) {
-        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else { return };
+    fn reply_error(
+        &mut self,
+        io: &mut impl Backend,
+        listen_key: usize,
+        meta: RecvMeta,
+        code: ErrorCode,
+        msg: &str,
+    ) {
+        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else {
+            return;
+        };
         let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
         let source = if *wildcard { meta.local_ip } else { None };
-        io.send(Outgoing::single(socket.as_raw_fd(), meta.from, source, &self.scratch[..n]));
+        io.send(Outgoing::single(
+            socket.as_raw_fd(),
+            meta.from,
+            source,
+            &self.scratch[..n],
+        ));
     }
 
     /// Admission control: global and per-client caps. On success the
@@ -479,7 +602,10 @@ impl ShardCore {
 
     fn limits_for(&mut self, meta: &RecvMeta) -> crate::tftp::Limits {
         let mut limits = self.shared.settings.limits;
-        let mtu = *self.mtu_cache.entry(meta.ifindex).or_insert_with(|| interface_mtu(meta.ifindex).unwrap_or(0));
+        let mtu = *self
+            .mtu_cache
+            .entry(meta.ifindex)
+            .or_insert_with(|| interface_mtu(meta.ifindex).unwrap_or(0));
         if mtu > 0 {
             limits.mtu_blksize = Some(blksize_for_mtu(mtu, meta.from.is_ipv6()));
         }
@@ -496,7 +622,9 @@ impl ShardCore {
         kind: Kind,
         now: Instant,
     ) -> Option<usize> {
-        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else { return None };
+        let Some(Endpoint::Listen { socket, wildcard }) = self.endpoints.get(listen_key) else {
+            return None;
+        };
         let listen_fd = socket.as_raw_fd();
         let listen_ip = socket.local_addr().ok()?.ip();
         let local_ip = meta.local_ip.filter(|_| *wildcard).unwrap_or(listen_ip);
@@ -514,8 +642,18 @@ impl ShardCore {
                 }
             }
         };
-        let transfer = Transfer { socket, send_fd, source, peer: meta.from, started: now, scheduled: None, kind };
-        let key = self.endpoints.insert(Endpoint::Transfer(Box::new(transfer)));
+        let transfer = Transfer {
+            socket,
+            send_fd,
+            source,
+            peer: meta.from,
+            started: now,
+            scheduled: None,
+            kind,
+        };
+        let key = self
+            .endpoints
+            .insert(Endpoint::Transfer(Box::new(transfer)));
         if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
             if t.socket.is_some() {
                 io.watch(key, send_fd);
@@ -525,7 +663,14 @@ impl ShardCore {
         Some(key)
     }
 
-    fn start_read(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, req: wire::Request<'_>, now: Instant) {
+    fn start_read(
+        &mut self,
+        io: &mut impl Backend,
+        listen_key: usize,
+        meta: RecvMeta,
+        req: wire::Request<'_>,
+        now: Instant,
+    ) {
         self.stats.requests += 1;
         let file = match self.shared.cache.open(req.filename) {
             Ok(f) => f,
@@ -550,33 +695,70 @@ impl ShardCore {
         if !self.admit(meta.from.ip()) {
             self.stats.refused += 1;
             tracing::warn!(client = %meta.from, "server busy: transfer refused");
-            return self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+            return self.reply_error(
+                io,
+                listen_key,
+                meta,
+                ErrorCode::NotDefined,
+                "Server busy, try again",
+            );
         }
         let limits = self.limits_for(&meta);
         let negotiated = Negotiated::for_read(&req.options, &limits, file.len());
         let machine = ReadTransfer::new(file.len(), &negotiated, self.shared.settings.timing, now);
-        let kind = Kind::Read { machine, file, negotiated };
+        let kind = Kind::Read {
+            machine,
+            file,
+            negotiated,
+        };
         match self.open_transfer(io, listen_key, meta, kind, now) {
             Some(key) => self.pump(io, key, now),
             None => {
                 self.release(meta.from.ip());
-                self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+                self.reply_error(
+                    io,
+                    listen_key,
+                    meta,
+                    ErrorCode::NotDefined,
+                    "Server busy, try again",
+                );
             }
         }
     }
 
-    fn start_write(&mut self, io: &mut impl Backend, listen_key: usize, meta: RecvMeta, req: wire::Request<'_>, now: Instant) {
+    fn start_write(
+        &mut self,
+        io: &mut impl Backend,
+        listen_key: usize,
+        meta: RecvMeta,
+        req: wire::Request<'_>,
+        now: Instant,
+    ) {
         self.stats.requests += 1;
         if !self.shared.settings.allow_upload {
             self.stats.refused += 1;
-            return self.reply_error(io, listen_key, meta, ErrorCode::AccessViolation, "Uploads are disabled");
+            return self.reply_error(
+                io,
+                listen_key,
+                meta,
+                ErrorCode::AccessViolation,
+                "Uploads are disabled",
+            );
         }
         let (target, name) = match self.shared.cache.root().upload_path(req.filename) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.refused += 1;
-                let code = if e == ResolveError::Refused { ErrorCode::FileExists } else { ErrorCode::AccessViolation };
-                let msg = if code == ErrorCode::FileExists { "File exists or not allowed" } else { "Access violation" };
+                let code = if e == ResolveError::Refused {
+                    ErrorCode::FileExists
+                } else {
+                    ErrorCode::AccessViolation
+                };
+                let msg = if code == ErrorCode::FileExists {
+                    "File exists or not allowed"
+                } else {
+                    "Access violation"
+                };
                 return self.reply_error(io, listen_key, meta, code, msg);
             }
         };
@@ -590,23 +772,55 @@ impl ShardCore {
         self.upload_seq += 1;
         let temp = target.with_file_name(format!(
             ".{}.rackboot-{}-{}-{}.part",
-            target.file_name().and_then(|n| n.to_str()).unwrap_or("upload"),
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("upload"),
             std::process::id(),
             self.index,
             self.upload_seq
         ));
-        let file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&temp) {
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
             Ok(f) => f,
-            Err(_) => return self.reply_error(io, listen_key, meta, ErrorCode::AccessViolation, "Cannot create file"),
+            Err(_) => {
+                return self.reply_error(
+                    io,
+                    listen_key,
+                    meta,
+                    ErrorCode::AccessViolation,
+                    "Cannot create file",
+                );
+            }
         };
         if !self.admit(meta.from.ip()) {
             let _ = std::fs::remove_file(&temp);
-            return self.reply_error(io, listen_key, meta, ErrorCode::NotDefined, "Server busy, try again");
+            return self.reply_error(
+                io,
+                listen_key,
+                meta,
+                ErrorCode::NotDefined,
+                "Server busy, try again",
+            );
         }
         let idle = self.shared.settings.timing.give_up;
         let machine = WriteTransfer::new(negotiated.blksize, max_upload, idle, now);
-        let upload = Upload { machine, file, temp: temp.clone(), target, name, bytes: 0, negotiated, stored: false };
-        let Some(key) = self.open_transfer(io, listen_key, meta, Kind::Write(Box::new(upload)), now) else {
+        let upload = Upload {
+            machine,
+            file,
+            temp: temp.clone(),
+            target,
+            name,
+            bytes: 0,
+            negotiated,
+            stored: false,
+        };
+        let Some(key) =
+            self.open_transfer(io, listen_key, meta, Kind::Write(Box::new(upload)), now)
+        else {
             let _ = std::fs::remove_file(&temp);
             self.release(meta.from.ip());
             return;
@@ -618,13 +832,27 @@ impl ShardCore {
             wire::emit_ack(&mut self.scratch, 0).unwrap_or(0)
         };
         if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
-            io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
+            io.send(Outgoing::single(
+                t.send_fd,
+                t.peer,
+                t.source,
+                &self.scratch[..n],
+            ));
         }
         self.schedule(key, now + idle);
     }
 
-    fn on_upload_data(&mut self, io: &mut impl Backend, key: usize, block: u16, payload: &[u8], now: Instant) {
-        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else { return };
+    fn on_upload_data(
+        &mut self,
+        io: &mut impl Backend,
+        key: usize,
+        block: u16,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let Some(Endpoint::Transfer(t)) = self.endpoints.get_mut(key) else {
+            return;
+        };
         let Kind::Write(up) = &mut t.kind else { return };
         let (ack, last) = match up.machine.on_data(block, payload.len(), now) {
             DataAction::Store { offset, ack, last } => {
@@ -647,12 +875,22 @@ impl ShardCore {
             // the file being in place.
             up.stored = up.file.sync_all().is_ok() && rename_noreplace(&up.temp, &up.target);
             if !up.stored {
-                self.send_transfer_error(io, key, ErrorCode::FileExists, "Cannot store the file (exists now?)");
+                self.send_transfer_error(
+                    io,
+                    key,
+                    ErrorCode::FileExists,
+                    "Cannot store the file (exists now?)",
+                );
                 return self.finish(io, key, Outcome::TimedOut, now);
             }
         }
         let n = wire::emit_ack(&mut self.scratch, ack).unwrap_or(0);
-        io.send(Outgoing::single(t.send_fd, t.peer, t.source, &self.scratch[..n]));
+        io.send(Outgoing::single(
+            t.send_fd,
+            t.peer,
+            t.source,
+            &self.scratch[..n],
+        ));
         if last {
             self.finish(io, key, Outcome::Complete, now);
         } else {
@@ -666,7 +904,9 @@ impl ShardCore {
         if !matches!(self.endpoints.get(key), Some(Endpoint::Transfer(_))) {
             return;
         }
-        let Endpoint::Transfer(t) = self.endpoints.remove(key) else { return };
+        let Endpoint::Transfer(t) = self.endpoints.remove(key) else {
+            return;
+        };
         if let Some(socket) = &t.socket {
             io.unwatch(key, socket.as_raw_fd());
         }
@@ -675,8 +915,16 @@ impl ShardCore {
         let elapsed = now.saturating_duration_since(t.started);
         let secs = elapsed.as_secs_f64().max(1e-6);
         match t.kind {
-            Kind::Read { machine, file, negotiated } => {
-                let bytes = if outcome.is_success() { file.len() } else { machine.bytes_acked() };
+            Kind::Read {
+                machine,
+                file,
+                negotiated,
+            } => {
+                let bytes = if outcome.is_success() {
+                    file.len()
+                } else {
+                    machine.bytes_acked()
+                };
                 self.stats.bytes += bytes;
                 // UEFI firmware asks for the size (tsize) and then ends the
                 // transfer with ERROR 8 before the real request: not a failure.
@@ -700,12 +948,24 @@ impl ShardCore {
                 );
             }
             Kind::Write(up) => {
-                let Upload { file, temp, name, bytes, negotiated, stored, .. } = *up;
+                let Upload {
+                    file,
+                    temp,
+                    name,
+                    bytes,
+                    negotiated,
+                    stored,
+                    ..
+                } = *up;
                 drop(file);
                 if !stored {
                     let _ = std::fs::remove_file(&temp);
                 }
-                if stored { self.stats.completed += 1 } else { self.stats.failed += 1 }
+                if stored {
+                    self.stats.completed += 1
+                } else {
+                    self.stats.failed += 1
+                }
                 tracing::info!(
                     client = %t.peer,
                     file = name,
@@ -731,6 +991,12 @@ fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> bool {
     };
     // SAFETY: both are valid NUL-terminated paths for the duration of the call.
     unsafe {
-        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) == 0
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        ) == 0
     }
 }

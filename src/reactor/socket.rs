@@ -41,11 +41,19 @@ fn set_int_opt(socket: &Socket, level: i32, name: i32, value: i32) -> io::Result
             size_of::<i32>() as libc::socklen_t,
         )
     };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(*addr),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -59,9 +67,15 @@ pub fn bind_error(addr: SocketAddr, err: io::Error) -> io::Error {
             "binding {addr} needs privilege: run as root, or grant the binary \
              `setcap cap_net_bind_service=+ep $(command -v rackboot)`, or listen on a port above 1023 \
              (e.g. --listen {}:6969)",
-            if addr.is_ipv6() { format!("[{}]", addr.ip()) } else { addr.ip().to_string() }
+            if addr.is_ipv6() {
+                format!("[{}]", addr.ip())
+            } else {
+                addr.ip().to_string()
+            }
         ),
-        Some(libc::EADDRINUSE) => format!("{addr} is already in use (another TFTP server running?)"),
+        Some(libc::EADDRINUSE) => {
+            format!("{addr} is already in use (another TFTP server running?)")
+        }
         Some(libc::EADDRNOTAVAIL) => format!("{addr} is not an address of this machine"),
         _ => format!("cannot bind {addr}: {err}"),
     };
@@ -100,7 +114,10 @@ pub struct PortPicker {
 impl PortPicker {
     pub fn new(range: Option<(u16, u16)>, shard: usize) -> PortPicker {
         // Shards start at different points so they rarely collide.
-        PortPicker { range, cursor: (shard as u32).wrapping_mul(7919) }
+        PortPicker {
+            range,
+            cursor: (shard as u32).wrapping_mul(7919),
+        }
     }
 
     /// A socket for one transfer, bound to the address the request came to.
@@ -117,7 +134,10 @@ impl PortPicker {
                 other => return other,
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "every port of --port-range is busy"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "every port of --port-range is busy",
+        ))
     }
 }
 
@@ -154,7 +174,10 @@ pub fn control_messages(control: &[u8]) -> impl Iterator<Item = (i32, i32, &[u8]
 /// interface's own address even for a broadcast).
 pub fn pktinfo_v4(control: &[u8]) -> Option<(Ipv4Addr, u32, Ipv4Addr)> {
     control_messages(control).find_map(|(level, kind, data)| {
-        if level != libc::IPPROTO_IP || kind != libc::IP_PKTINFO || data.len() < size_of::<libc::in_pktinfo>() {
+        if level != libc::IPPROTO_IP
+            || kind != libc::IP_PKTINFO
+            || data.len() < size_of::<libc::in_pktinfo>()
+        {
             return None;
         }
         // SAFETY: length checked just above.
@@ -175,12 +198,18 @@ pub fn parse_control(control: &[u8]) -> (Option<IpAddr>, u32) {
     }
     control_messages(control)
         .find_map(|(level, kind, data)| {
-            if level != libc::IPPROTO_IPV6 || kind != libc::IPV6_PKTINFO || data.len() < size_of::<libc::in6_pktinfo>() {
+            if level != libc::IPPROTO_IPV6
+                || kind != libc::IPV6_PKTINFO
+                || data.len() < size_of::<libc::in6_pktinfo>()
+            {
                 return None;
             }
             // SAFETY: length checked just above.
             let info: libc::in6_pktinfo = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
-            Some((Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))), info.ipi6_ifindex))
+            Some((
+                Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))),
+                info.ipi6_ifindex,
+            ))
         })
         .unwrap_or((None, 0))
 }
@@ -196,13 +225,20 @@ pub struct Received {
 
 /// One non-blocking `recvmsg` with room for packet info; `None` when the
 /// socket is empty (or the source is not IP).
-pub fn recv_datagram(fd: std::os::fd::RawFd, buf: &mut [u8], control: &mut [u8; CONTROL_LEN]) -> Option<Received> {
+pub fn recv_datagram(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    control: &mut [u8; CONTROL_LEN],
+) -> Option<Received> {
     // SAFETY: zeroed sockaddr_storage is valid; every pointer in msghdr
     // refers to buffers that outlive the call; the kernel writes at most the
     // lengths we pass.
     let (n, storage, control_len, flags) = unsafe {
         let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
         msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
@@ -217,7 +253,12 @@ pub fn recv_datagram(fd: std::os::fd::RawFd, buf: &mut [u8], control: &mut [u8; 
         return None;
     }
     let from = sockaddr_to_std(&storage)?;
-    Some(Received { len: n as usize, from, control_len, truncated: flags & libc::MSG_TRUNC != 0 })
+    Some(Received {
+        len: n as usize,
+        from,
+        control_len,
+        truncated: flags & libc::MSG_TRUNC != 0,
+    })
 }
 
 /// Writes one control message (`level`, `kind`, `data`) at the start of
@@ -228,7 +269,11 @@ fn write_cmsg<T: Copy>(buf: &mut [u8], level: i32, kind: i32, data: T) -> usize 
     if buf.len() < space {
         return 0;
     }
-    let cmsg = libc::cmsghdr { cmsg_len: (header + size_of::<T>()) as _, cmsg_level: level, cmsg_type: kind };
+    let cmsg = libc::cmsghdr {
+        cmsg_len: (header + size_of::<T>()) as _,
+        cmsg_level: level,
+        cmsg_type: kind,
+    };
     // SAFETY: `buf` holds `space` bytes, room for the header and `data`;
     // unaligned writes need no alignment of the caller's buffer.
     unsafe {
@@ -256,7 +301,11 @@ pub const SEND_CONTROL_LEN: usize = CONTROL_LEN + cmsg_space(size_of::<u16>());
 /// Writes the control messages of a send: the source address (for a
 /// wildcard-bound socket) and, for a GSO send, the segment size. Returns
 /// their total length (0 when none is needed).
-pub fn write_send_control(buf: &mut [u8; SEND_CONTROL_LEN], source: Option<IpAddr>, segment: Option<u16>) -> usize {
+pub fn write_send_control(
+    buf: &mut [u8; SEND_CONTROL_LEN],
+    source: Option<IpAddr>,
+    segment: Option<u16>,
+) -> usize {
     let mut len = match source {
         None => 0,
         Some(IpAddr::V4(v4)) => write_pktinfo_v4(buf, 0, v4),
@@ -275,7 +324,10 @@ pub fn write_send_control(buf: &mut [u8; SEND_CONTROL_LEN], source: Option<IpAdd
 
 /// Whether a send error means "this socket or device cannot do GSO".
 pub fn is_gso_unsupported(errno: i32) -> bool {
-    matches!(errno, libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    matches!(
+        errno,
+        libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP
+    )
 }
 
 /// The MTU of an interface, by index.
@@ -307,15 +359,22 @@ pub fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, and
             // sockaddr_storage is large and aligned enough for it.
-            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
         }
         _ => None,
     }

@@ -17,10 +17,10 @@
 mod buf_ring;
 mod datagram;
 mod send_slots;
-mod token;
-mod watches;
 #[cfg(test)]
 mod tests;
+mod token;
+mod watches;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,16 +29,16 @@ use std::time::{Duration, Instant};
 
 use io_uring::opcode::{AsyncCancel, RecvMsg, RecvMsgMulti, SendMsg, Timeout};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
-use io_uring::{cqueue, squeue, IoUring, Probe};
+use io_uring::{IoUring, Probe, cqueue, squeue};
 
 use self::buf_ring::BufRing;
 use self::datagram::RecvTemplate;
 use self::send_slots::{NoSlot, SendSlots};
 use self::token::Token;
 use self::watches::Watches;
-use super::shard::{Backend, Outgoing, ShardCore, MAX_SEGMENTS};
+use super::shard::{Backend, MAX_SEGMENTS, Outgoing, ShardCore};
 use super::socket::is_gso_unsupported;
-use super::{Shared, MAX_WAIT};
+use super::{MAX_WAIT, Shared};
 
 /// Sizes of one shard's ring and of the memory it lends the kernel.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +63,12 @@ impl RingConfig {
     /// datagram is handled, so 2048 of them cover bursts of that many
     /// datagrams between two turns (4 MiB per shard). 4096 send slots of
     /// about 600 bytes: 2.4 MiB per shard.
-    const DEFAULT: RingConfig = RingConfig { sq_entries: 4096, send_slots: 1024, recv_buffers: 2048, recv_buf_len: 2048 };
+    const DEFAULT: RingConfig = RingConfig {
+        sq_entries: 4096,
+        send_slots: 1024,
+        recv_buffers: 2048,
+        recv_buf_len: 2048,
+    };
 }
 
 const BUF_GROUP: u16 = 0;
@@ -95,7 +100,11 @@ pub fn probe() -> io::Result<()> {
 
 fn probe_here() -> io::Result<()> {
     // Outlive the ring (dropped in reverse order): the kernel reads them.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM.nonblocking(), None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM.nonblocking(),
+        None,
+    )?;
     let template = RecvTemplate::new();
     let mut ring = build_ring(8, 16).map_err(|e| {
         let hint = match e.raw_os_error() {
@@ -107,7 +116,9 @@ fn probe_here() -> io::Result<()> {
         io::Error::new(e.kind(), format!("io_uring_setup failed: {e}{hint}"))
     })?;
     let mut probe = Probe::new();
-    ring.submitter().register_probe(&mut probe).map_err(|e| io::Error::new(e.kind(), format!("io_uring probe: {e}")))?;
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| io::Error::new(e.kind(), format!("io_uring probe: {e}")))?;
     for (code, name) in [
         (RecvMsg::CODE, "IORING_OP_RECVMSG"),
         (SendMsg::CODE, "IORING_OP_SENDMSG"),
@@ -115,11 +126,17 @@ fn probe_here() -> io::Result<()> {
         (Timeout::CODE, "IORING_OP_TIMEOUT"),
     ] {
         if !probe.is_supported(code) {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("the kernel lacks {name}")));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the kernel lacks {name}"),
+            ));
         }
     }
     if !ring.params().is_feature_ext_arg() {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "no timed waits (IORING_FEAT_EXT_ARG, kernel 5.11)"));
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no timed waits (IORING_FEAT_EXT_ARG, kernel 5.11)",
+        ));
     }
     let bufs = BufRing::register(&ring.submitter(), BUF_GROUP, 8, 256)?;
     let result = check_multishot(&mut ring, socket.as_raw_fd(), &template);
@@ -132,16 +149,26 @@ fn probe_here() -> io::Result<()> {
 /// Arms a multishot receive on an idle socket and cancels it: an old
 /// kernel refuses the arm (EINVAL), a working one reports it cancelled.
 fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io::Result<()> {
-    let recv_token = Token::Recv { key: 0, generation: 0 }.encode();
-    let recv = RecvMsgMulti::new(Fd(fd), template.as_ptr(), BUF_GROUP).build().user_data(recv_token);
-    let cancel = AsyncCancel::new(recv_token).build().user_data(Token::Cancel.encode());
+    let recv_token = Token::Recv {
+        key: 0,
+        generation: 0,
+    }
+    .encode();
+    let recv = RecvMsgMulti::new(Fd(fd), template.as_ptr(), BUF_GROUP)
+        .build()
+        .user_data(recv_token);
+    let cancel = AsyncCancel::new(recv_token)
+        .build()
+        .user_data(Token::Cancel.encode());
     // SAFETY: the template and the socket outlive the ring (locals of
     // `probe` declared before it); the buffers are the group registered
     // by `probe`, dropped after the ring. The cancel carries no pointers.
     unsafe {
         let mut sq = ring.submission();
-        sq.push(&recv).map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
-        sq.push(&cancel).map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
+        sq.push(&recv)
+            .map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
+        sq.push(&cancel)
+            .map_err(|_| io::Error::other("io_uring probe: submission ring full"))?;
     }
     let timeout = Timespec::from(Duration::from_secs(1));
     let args = SubmitArgs::new().timespec(&timeout);
@@ -151,7 +178,12 @@ fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io
         match ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
-            Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring probe: io_uring_enter: {e}"))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("io_uring probe: io_uring_enter: {e}"),
+                ));
+            }
         }
         for cqe in ring.completion() {
             if cqe.user_data() == recv_token && !cqueue::more(cqe.flags()) {
@@ -166,7 +198,10 @@ fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io
             "no multishot recvmsg (kernel 6.0 or later needed)",
         )),
         Some(r) => Err(io::Error::from_raw_os_error(-r)),
-        None => Err(io::Error::new(io::ErrorKind::TimedOut, "io_uring probe: no completion")),
+        None => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "io_uring probe: no completion",
+        )),
     }
 }
 
@@ -176,7 +211,9 @@ fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io
 fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
     let tiers: [fn(&mut io_uring::Builder); 3] = [
         |b| {
-            b.setup_single_issuer().setup_defer_taskrun().setup_submit_all();
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_submit_all();
         },
         |b| {
             b.setup_coop_taskrun().setup_submit_all();
@@ -307,7 +344,10 @@ impl UringIo {
                     if cqe.result() < 0 {
                         let errno = -cqe.result();
                         if was_gso && self.gso && is_gso_unsupported(errno) {
-                            tracing::info!("UDP GSO unavailable here ({}); sending packet by packet", io::Error::from_raw_os_error(errno));
+                            tracing::info!(
+                                "UDP GSO unavailable here ({}); sending packet by packet",
+                                io::Error::from_raw_os_error(errno)
+                            );
                             self.gso = false;
                         }
                         tracing::trace!("send failed: {}", io::Error::from_raw_os_error(errno));
@@ -321,7 +361,9 @@ impl UringIo {
 
     /// Arms the multishot receive for `token` on `fd`.
     fn arm(&mut self, token: Token, fd: RawFd) {
-        let entry = RecvMsgMulti::new(Fd(fd), self.template.as_ptr(), BUF_GROUP).build().user_data(token.encode());
+        let entry = RecvMsgMulti::new(Fd(fd), self.template.as_ptr(), BUF_GROUP)
+            .build()
+            .user_data(token.encode());
         // SAFETY: the msghdr template is boxed in `self` and the receive
         // buffers belong to the registered group; both outlive the ring
         // (`ring` is dropped first, `run` drops the buffers after `self`).
@@ -365,7 +407,9 @@ impl Backend for UringIo {
 
     fn unwatch(&mut self, key: usize, _fd: RawFd) {
         if let Some(token) = self.watches.unwatch(key) {
-            let cancel = AsyncCancel::new(token.encode()).build().user_data(Token::Cancel.encode());
+            let cancel = AsyncCancel::new(token.encode())
+                .build()
+                .user_data(Token::Cancel.encode());
             // SAFETY: a cancellation points to no memory.
             if !unsafe { self.push(&cancel) } {
                 tracing::warn!("cannot cancel a receive: the submission ring stays full");
@@ -390,12 +434,20 @@ impl Backend for UringIo {
             if let Some((file, _)) = packet.payload {
                 for segment in packet.more {
                     if file.gate().begin(self.shard) {
-                        let single = Outgoing { head: &segment.head, payload: Some((file, segment.payload)), more: &[], ..packet };
+                        let single = Outgoing {
+                            head: &segment.head,
+                            payload: Some((file, segment.payload)),
+                            more: &[],
+                            ..packet
+                        };
                         self.send(single);
                     }
                 }
             }
-            return self.send(Outgoing { more: &[], ..packet });
+            return self.send(Outgoing {
+                more: &[],
+                ..packet
+            });
         }
         let since = Instant::now();
         let prepared = loop {
@@ -418,7 +470,10 @@ impl Backend for UringIo {
             }
             return;
         };
-        let entry = SendMsg::new(Fd(packet.fd), msg).flags(SEND_FLAGS).build().user_data(Token::Send { slot }.encode());
+        let entry = SendMsg::new(Fd(packet.fd), msg)
+            .flags(SEND_FLAGS)
+            .build()
+            .user_data(Token::Send { slot }.encode());
         // SAFETY: `msg` and the iovecs, address, control and head bytes it
         // points to live in send slot `slot`, allocated once and never
         // moved, and reserved until this send's completion frees it; the
@@ -441,10 +496,18 @@ fn run_with(core: &mut ShardCore, shared: &Shared, config: RingConfig) -> io::Re
     let ring = build_ring(config.sq_entries, 2 * config.sq_entries)?;
     // Declared before `io` so it is dropped after the ring inside `io`:
     // the kernel may write into these buffers until the ring is gone.
-    let mut bufs = BufRing::register(&ring.submitter(), BUF_GROUP, config.recv_buffers, config.recv_buf_len)?;
+    let mut bufs = BufRing::register(
+        &ring.submitter(),
+        BUF_GROUP,
+        config.recv_buffers,
+        config.recv_buf_len,
+    )?;
     let mut io = UringIo::new(ring, core.index(), &config);
     if io.template.overhead() >= bufs.buf_len() as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "receive buffers too small for the recvmsg header"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "receive buffers too small for the recvmsg header",
+        ));
     }
     core.start(&mut io);
     let mut batch = Vec::with_capacity(usize::from(config.recv_buffers));
@@ -477,7 +540,9 @@ fn turns(
         // is when arrived datagrams get received.
         if io.received.is_empty() {
             let now = Instant::now();
-            let wait = core.next_deadline().map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            let wait = core
+                .next_deadline()
+                .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
             // Each queued send completes during the submit (MSG_DONTWAIT),
             // so one completion more than that is real news. Should a send
             // not complete at once, the wait still ends on time.
@@ -493,7 +558,12 @@ fn turns(
 
 /// Hands every reaped receive completion to the shard, including those
 /// reaped while the shard was sending.
-fn deliver_received(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, batch: &mut Vec<cqueue::Entry>) {
+fn deliver_received(
+    core: &mut ShardCore,
+    io: &mut UringIo,
+    bufs: &mut BufRing,
+    batch: &mut Vec<cqueue::Entry>,
+) {
     while !io.received.is_empty() {
         std::mem::swap(batch, &mut io.received);
         for cqe in batch.drain(..) {
@@ -507,7 +577,9 @@ fn deliver_received(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, 
 /// kernel ended the receive.
 fn on_receive(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, cqe: &cqueue::Entry) {
     let token = Token::decode(cqe.user_data());
-    let Token::Recv { key, .. } = token else { return };
+    let Token::Recv { key, .. } = token else {
+        return;
+    };
     let (result, flags) = (cqe.result(), cqe.flags());
     let filled = usize::try_from(result).unwrap_or(0);
     // The buffer is lent for the length of this `if` and given back to the
@@ -525,13 +597,22 @@ fn on_receive(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, cqe: &
     }
     // The receive is over. Re-arm if it still belongs to a watched socket
     // and ended for a passing reason (ENOBUFS: every buffer was taken).
-    let Some(fd) = io.watches.finished(token) else { return };
-    let passing = result >= 0 || matches!(-result, libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM);
+    let Some(fd) = io.watches.finished(token) else {
+        return;
+    };
+    let passing = result >= 0
+        || matches!(
+            -result,
+            libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM
+        );
     if passing {
         io.arm(token, fd);
     } else {
         let err = io::Error::from_raw_os_error(-result);
-        tracing::warn!(key, "receive ended: {err}; this endpoint no longer receives");
+        tracing::warn!(
+            key,
+            "receive ended: {err}; this endpoint no longer receives"
+        );
     }
 }
 

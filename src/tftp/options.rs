@@ -5,7 +5,7 @@
 //! than the server's limits; unknown or malformed options are ignored, never
 //! refused, so odd firmware still boots with the defaults.
 
-use crate::wire::tftp::{self, Error, Options, Writer, MAX_BLKSIZE};
+use crate::wire::tftp::{self, Error, MAX_BLKSIZE, Options, Writer};
 
 /// The default block size of RFC 1350.
 pub const DEFAULT_BLKSIZE: u16 = 512;
@@ -46,7 +46,8 @@ impl Default for Limits {
 pub fn blksize_for_mtu(mtu: u32, ipv6: bool) -> u16 {
     // IPv4 header 20 + UDP 8 + TFTP 4 = 32; IPv6 header 40 + 8 + 4 = 52.
     let overhead = if ipv6 { 52 } else { 32 };
-    mtu.saturating_sub(overhead).clamp(MIN_BLKSIZE as u32, u32::from(MAX_BLKSIZE)) as u16
+    mtu.saturating_sub(overhead)
+        .clamp(MIN_BLKSIZE as u32, u32::from(MAX_BLKSIZE)) as u16
 }
 
 /// The outcome of negotiation: the values in force and which options go
@@ -103,10 +104,14 @@ impl Negotiated {
                 }
                 continue;
             }
-            let Some(v) = tftp::parse_decimal(value) else { continue };
+            let Some(v) = tftp::parse_decimal(value) else {
+                continue;
+            };
             if name.eq_ignore_ascii_case(b"blksize") && limits.blksize {
                 if v >= MIN_BLKSIZE {
-                    let cap = limits.max_blksize.min(limits.mtu_blksize.unwrap_or(MAX_BLKSIZE));
+                    let cap = limits
+                        .max_blksize
+                        .min(limits.mtu_blksize.unwrap_or(MAX_BLKSIZE));
                     n.blksize = v.min(u64::from(cap.max(MIN_BLKSIZE as u16))) as u16;
                     n.blksize_accepted = true;
                 }
@@ -115,10 +120,12 @@ impl Negotiated {
                     n.window = v.min(u64::from(limits.max_window.max(1))) as u16;
                     n.window_accepted = true;
                 }
-            } else if name.eq_ignore_ascii_case(b"timeout") && limits.timeout
-                && (1..=255).contains(&v) {
-                    n.timeout = Some(v as u8);
-                }
+            } else if name.eq_ignore_ascii_case(b"timeout")
+                && limits.timeout
+                && (1..=255).contains(&v)
+            {
+                n.timeout = Some(v as u8);
+            }
         }
         n
     }
@@ -126,7 +133,10 @@ impl Negotiated {
     /// Negotiates a write request: the client's tsize is the upload size,
     /// which the caller checks against its bound. Uploads run lock-step.
     pub fn for_write(requested: &Options<'_>, limits: &Limits) -> Negotiated {
-        let no_window = Limits { windowsize: false, ..*limits };
+        let no_window = Limits {
+            windowsize: false,
+            ..*limits
+        };
         let mut n = Negotiated::for_read(requested, &no_window, 0);
         if limits.tsize {
             n.tsize = requested.get("tsize").and_then(tftp::parse_decimal);
@@ -136,7 +146,10 @@ impl Negotiated {
 
     /// True when at least one option was accepted, so an OACK is due.
     pub fn needs_oack(&self) -> bool {
-        self.blksize_accepted || self.window_accepted || self.timeout.is_some() || self.tsize.is_some()
+        self.blksize_accepted
+            || self.window_accepted
+            || self.timeout.is_some()
+            || self.tsize.is_some()
     }
 
     /// Writes the OACK packet listing the accepted options.
@@ -195,12 +208,23 @@ mod tests {
 
     #[test]
     fn clamps_to_limits_and_mtu() {
-        let limits = Limits { max_blksize: 8192, mtu_blksize: Some(1468), max_window: 16, ..Limits::default() };
-        let n = Negotiated::for_read(&opts(b"blksize\065464\0windowsize\0100\0tsize\00\0"), &limits, 4242);
+        let limits = Limits {
+            max_blksize: 8192,
+            mtu_blksize: Some(1468),
+            max_window: 16,
+            ..Limits::default()
+        };
+        let n = Negotiated::for_read(
+            &opts(b"blksize\065464\0windowsize\0100\0tsize\00\0"),
+            &limits,
+            4242,
+        );
         assert_eq!((n.blksize, n.window, n.tsize), (1468, 16, Some(4242)));
         let mut buf = [0u8; 128];
         let len = n.emit_oack(&mut buf).unwrap();
-        let Packet::Oack(o) = Packet::parse(&buf[..len]).unwrap() else { panic!() };
+        let Packet::Oack(o) = Packet::parse(&buf[..len]).unwrap() else {
+            panic!()
+        };
         assert_eq!(o.get("blksize"), Some(&b"1468"[..]));
         assert_eq!(o.get("windowsize"), Some(&b"16"[..]));
         assert_eq!(o.get("tsize"), Some(&b"4242"[..]));
@@ -209,7 +233,11 @@ mod tests {
 
     #[test]
     fn never_exceeds_the_request() {
-        let n = Negotiated::for_read(&opts(b"blksize\01024\0windowsize\04\0"), &Limits::default(), 1);
+        let n = Negotiated::for_read(
+            &opts(b"blksize\01024\0windowsize\04\0"),
+            &Limits::default(),
+            1,
+        );
         assert_eq!((n.blksize, n.window), (1024, 4));
     }
 
@@ -226,7 +254,11 @@ mod tests {
 
     #[test]
     fn switched_off_options_are_not_answered() {
-        let limits = Limits { tsize: false, blksize: false, ..Limits::default() };
+        let limits = Limits {
+            tsize: false,
+            blksize: false,
+            ..Limits::default()
+        };
         let n = Negotiated::for_read(&opts(b"blksize\01468\0tsize\00\0"), &limits, 10);
         assert!(!n.needs_oack());
     }
@@ -234,7 +266,11 @@ mod tests {
     #[test]
     fn a_repeated_option_counts_once() {
         // Found by the tftp_negotiate fuzzer: the last blksize used to win.
-        let n = Negotiated::for_read(&opts(b"blksize\0512\0blksize\01468\0"), &Limits::default(), 1);
+        let n = Negotiated::for_read(
+            &opts(b"blksize\0512\0blksize\01468\0"),
+            &Limits::default(),
+            1,
+        );
         assert_eq!(n.blksize, 512);
     }
 

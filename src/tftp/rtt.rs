@@ -42,7 +42,13 @@ pub struct RttEstimator {
 impl RttEstimator {
     pub fn new(config: RttConfig) -> Self {
         let base = config.initial.clamp(config.min, config.max.max(config.min));
-        RttEstimator { config, srtt: None, rttvar: Duration::ZERO, base, backoff: 0 }
+        RttEstimator {
+            config,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            base,
+            backoff: 0,
+        }
     }
 
     fn ceiling(&self) -> Duration {

@@ -61,7 +61,10 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { rtt: RttConfig::default(), give_up: Duration::from_secs(10) }
+        Timing {
+            rtt: RttConfig::default(),
+            give_up: Duration::from_secs(10),
+        }
     }
 }
 
@@ -115,7 +118,12 @@ pub struct TransferStats {
 impl ReadTransfer {
     /// Starts a transfer; the first `poll_transmit` yields the OACK when
     /// options were accepted, DATA 1 otherwise.
-    pub fn new(file_len: u64, negotiated: &Negotiated, timing: Timing, now: Instant) -> ReadTransfer {
+    pub fn new(
+        file_len: u64,
+        negotiated: &Negotiated,
+        timing: Timing,
+        now: Instant,
+    ) -> ReadTransfer {
         let oack = negotiated.needs_oack();
         let blksize = u64::from(negotiated.blksize.max(1));
         let first = if oack { 0 } else { 1 };
@@ -124,7 +132,11 @@ impl ReadTransfer {
             file_len,
             blksize,
             // Without an OACK the client knows nothing of windows: lock-step.
-            window: if oack { u64::from(negotiated.window.max(1)) } else { 1 },
+            window: if oack {
+                u64::from(negotiated.window.max(1))
+            } else {
+                1
+            },
             last_block: file_len / blksize + 1,
             una: first,
             next: first,
@@ -151,7 +163,11 @@ impl ReadTransfer {
 
     /// When `on_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.outcome.is_some() { None } else { self.deadline }
+        if self.outcome.is_some() {
+            None
+        } else {
+            self.deadline
+        }
     }
 
     pub fn rto(&self) -> Duration {
@@ -204,7 +220,11 @@ impl ReadTransfer {
         }
         let offset = (block - 1) * self.blksize;
         let len = self.blksize.min(self.file_len - offset) as usize;
-        Some(Transmit::Data { block: block as u16, offset, len })
+        Some(Transmit::Data {
+            block: block as u16,
+            offset,
+            len,
+        })
     }
 
     /// An ACK from the client. Old and duplicate ACKs are ignored.
@@ -214,14 +234,19 @@ impl ReadTransfer {
         }
         // Map the 16-bit number to the absolute block at or below the
         // highest one sent.
-        let Some(sent_high) = self.sent_end.checked_sub(1) else { return };
+        let Some(sent_high) = self.sent_end.checked_sub(1) else {
+            return;
+        };
         let back = u64::from((sent_high as u16).wrapping_sub(wire_block));
-        let Some(block) = sent_high.checked_sub(back) else { return };
+        let Some(block) = sent_high.checked_sub(back) else {
+            return;
+        };
         if block < self.una {
             return; // duplicate or old: never a resend
         }
         if !self.flight_resent() {
-            self.rtt.sample(now.saturating_duration_since(self.flight_start));
+            self.rtt
+                .sample(now.saturating_duration_since(self.flight_start));
         }
         self.rtt.on_progress();
         self.una = block + 1;
@@ -235,7 +260,11 @@ impl ReadTransfer {
         // answering a gap at most once per round trip keeps such clients
         // from triggering a window per ACK, while an RFC 7440 client, which
         // drops everything after a gap, gets each new hole filled at once.
-        let round_trip = self.rtt.srtt().unwrap_or(self.rtt.rto() / 2).max(MIN_RESTART_GAP);
+        let round_trip = self
+            .rtt
+            .srtt()
+            .unwrap_or(self.rtt.rto() / 2)
+            .max(MIN_RESTART_GAP);
         let in_recovery = self.flight_resent() && now < self.restarted_at + round_trip;
         if block < sent_high && !in_recovery {
             // The client ACKed short of what was sent: it saw a gap.
@@ -271,7 +300,11 @@ impl ReadTransfer {
         // last block itself may be what was lost.
         let final_sent = self.sent_end > self.last_block;
         if now.saturating_duration_since(self.last_progress) >= self.timing.give_up {
-            self.outcome = Some(if final_sent { Outcome::CompleteUnconfirmed } else { Outcome::TimedOut });
+            self.outcome = Some(if final_sent {
+                Outcome::CompleteUnconfirmed
+            } else {
+                Outcome::TimedOut
+            });
         }
         if self.outcome.is_some() {
             self.deadline = None;
@@ -295,7 +328,10 @@ mod tests {
 
     fn negotiated(blksize: u16, window: u16) -> Negotiated {
         let mut req = Vec::new();
-        for (k, v) in [("blksize", blksize.to_string()), ("windowsize", window.to_string())] {
+        for (k, v) in [
+            ("blksize", blksize.to_string()),
+            ("windowsize", window.to_string()),
+        ] {
             req.extend_from_slice(k.as_bytes());
             req.push(0);
             req.extend_from_slice(v.as_bytes());
@@ -313,9 +349,23 @@ mod tests {
     fn plain_lock_step_with_short_last_block() {
         let now = Instant::now();
         let mut t = ReadTransfer::new(1000, &Negotiated::plain(), Timing::default(), now);
-        assert_eq!(drain(&mut t, now), vec![Transmit::Data { block: 1, offset: 0, len: 512 }]);
+        assert_eq!(
+            drain(&mut t, now),
+            vec![Transmit::Data {
+                block: 1,
+                offset: 0,
+                len: 512
+            }]
+        );
         t.on_ack(1, now);
-        assert_eq!(drain(&mut t, now), vec![Transmit::Data { block: 2, offset: 512, len: 488 }]);
+        assert_eq!(
+            drain(&mut t, now),
+            vec![Transmit::Data {
+                block: 2,
+                offset: 512,
+                len: 488
+            }]
+        );
         t.on_ack(2, now);
         assert_eq!(t.outcome(), Some(Outcome::Complete));
     }
@@ -328,7 +378,14 @@ mod tests {
             assert_eq!(drain(&mut t, now).len(), 1);
             t.on_ack(block, now);
         }
-        assert_eq!(drain(&mut t, now), vec![Transmit::Data { block: 3, offset: 1024, len: 0 }]);
+        assert_eq!(
+            drain(&mut t, now),
+            vec![Transmit::Data {
+                block: 3,
+                offset: 1024,
+                len: 0
+            }]
+        );
         t.on_ack(3, now);
         assert_eq!(t.outcome(), Some(Outcome::Complete));
     }
@@ -341,7 +398,14 @@ mod tests {
         t.on_ack(0, now);
         let sent = drain(&mut t, now);
         assert_eq!(sent.len(), 4);
-        assert_eq!(sent[3], Transmit::Data { block: 4, offset: 3000, len: 1000 });
+        assert_eq!(
+            sent[3],
+            Transmit::Data {
+                block: 4,
+                offset: 3000,
+                len: 1000
+            }
+        );
     }
 
     #[test]
@@ -356,7 +420,10 @@ mod tests {
         for _ in 0..5 {
             t.on_ack(8, now);
             t.on_ack(0, now);
-            assert!(drain(&mut t, now).is_empty(), "old or duplicate ACK caused a send");
+            assert!(
+                drain(&mut t, now).is_empty(),
+                "old or duplicate ACK caused a send"
+            );
         }
     }
 
@@ -369,13 +436,31 @@ mod tests {
         drain(&mut t, now); // 1..=8
         t.on_ack(3, now); // client saw a gap after 3
         let resent = drain(&mut t, now);
-        assert_eq!(resent.first(), Some(&Transmit::Data { block: 4, offset: 1536, len: 512 }));
+        assert_eq!(
+            resent.first(),
+            Some(&Transmit::Data {
+                block: 4,
+                offset: 1536,
+                len: 512
+            })
+        );
         assert_eq!(resent.len(), 8); // 4..=11
         t.on_ack(5, now); // in recovery: slide only, no second restart
-        assert_eq!(drain(&mut t, now), vec![
-            Transmit::Data { block: 12, offset: 11 * 512, len: 512 },
-            Transmit::Data { block: 13, offset: 12 * 512, len: 512 },
-        ]);
+        assert_eq!(
+            drain(&mut t, now),
+            vec![
+                Transmit::Data {
+                    block: 12,
+                    offset: 11 * 512,
+                    len: 512
+                },
+                Transmit::Data {
+                    block: 13,
+                    offset: 12 * 512,
+                    len: 512
+                },
+            ]
+        );
     }
 
     #[test]
@@ -392,7 +477,14 @@ mod tests {
         t.on_timeout(deadline - Duration::from_micros(1));
         assert!(drain(&mut t, deadline).is_empty(), "fired early");
         t.on_timeout(deadline);
-        assert_eq!(drain(&mut t, deadline).first(), Some(&Transmit::Data { block: 3, offset: 1024, len: 512 }));
+        assert_eq!(
+            drain(&mut t, deadline).first(),
+            Some(&Transmit::Data {
+                block: 3,
+                offset: 1024,
+                len: 512
+            })
+        );
         assert_eq!(t.rto(), rto * 2);
     }
 

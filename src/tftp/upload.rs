@@ -8,9 +8,15 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataAction {
     /// Append the payload at `offset`, then send `ack`.
-    Store { offset: u64, ack: u16, last: bool },
+    Store {
+        offset: u64,
+        ack: u16,
+        last: bool,
+    },
     /// A duplicate of a stored block: re-send `ack` (the client missed it).
-    Reack { ack: u16 },
+    Reack {
+        ack: u16,
+    },
     /// Out of sequence, or past the size bound: ignore / refuse.
     Ignore,
     TooLarge,
@@ -68,7 +74,11 @@ impl WriteTransfer {
             self.last_activity = now;
             let last = (payload_len as u64) < self.blksize;
             self.complete = last;
-            DataAction::Store { offset, ack: wire_block, last }
+            DataAction::Store {
+                offset,
+                ack: wire_block,
+                last,
+            }
         } else if wire_block == self.stored as u16 {
             self.last_activity = now;
             DataAction::Reack { ack: wire_block }
@@ -86,10 +96,24 @@ mod tests {
     fn stores_in_order_and_reacks_duplicates() {
         let now = Instant::now();
         let mut w = WriteTransfer::new(512, 10_000, Duration::from_secs(5), now);
-        assert_eq!(w.on_data(1, 512, now), DataAction::Store { offset: 0, ack: 1, last: false });
+        assert_eq!(
+            w.on_data(1, 512, now),
+            DataAction::Store {
+                offset: 0,
+                ack: 1,
+                last: false
+            }
+        );
         assert_eq!(w.on_data(1, 512, now), DataAction::Reack { ack: 1 });
         assert_eq!(w.on_data(3, 512, now), DataAction::Ignore);
-        assert_eq!(w.on_data(2, 10, now), DataAction::Store { offset: 512, ack: 2, last: true });
+        assert_eq!(
+            w.on_data(2, 10, now),
+            DataAction::Store {
+                offset: 512,
+                ack: 2,
+                last: true
+            }
+        );
         assert!(w.is_complete());
     }
 

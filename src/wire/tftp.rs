@@ -116,7 +116,10 @@ impl<'a> Packet<'a> {
             Opcode::Wrq => Ok(Packet::Wrq(parse_request(rest)?)),
             Opcode::Data => {
                 let (block, payload) = U16::read_from_prefix(rest).map_err(|_| Error::Truncated)?;
-                Ok(Packet::Data { block: block.get(), payload })
+                Ok(Packet::Data {
+                    block: block.get(),
+                    payload,
+                })
             }
             Opcode::Ack => {
                 // Trailing bytes after the block number are tolerated, as every
@@ -131,7 +134,10 @@ impl<'a> Packet<'a> {
                     Some(end) => &rest[..end],
                     None => rest,
                 };
-                Ok(Packet::Error { code: code.get(), message })
+                Ok(Packet::Error {
+                    code: code.get(),
+                    message,
+                })
             }
             Opcode::Oack => Ok(Packet::Oack(Options::parse(rest)?)),
         }
@@ -151,12 +157,19 @@ fn parse_request(bytes: &[u8]) -> Result<Request<'_>, Error> {
     } else {
         return Err(Error::BadMode);
     };
-    Ok(Request { filename, mode, options: Options::parse(rest)? })
+    Ok(Request {
+        filename,
+        mode,
+        options: Options::parse(rest)?,
+    })
 }
 
 /// Splits off one NUL-terminated string.
 fn split_string(bytes: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    let end = bytes.iter().position(|&b| b == 0).ok_or(Error::Unterminated)?;
+    let end = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(Error::Unterminated)?;
     if end > MAX_STRING_LEN {
         return Err(Error::StringTooLong);
     }
@@ -177,15 +190,21 @@ impl<'a> Options<'a> {
         let mut rest = bytes;
         let mut valid = 0;
         while !rest.is_empty() {
-            let Ok((name, after_name)) = split_string(rest) else { break };
-            let Ok((_, after_value)) = split_string(after_name) else { break };
+            let Ok((name, after_name)) = split_string(rest) else {
+                break;
+            };
+            let Ok((_, after_value)) = split_string(after_name) else {
+                break;
+            };
             if name.is_empty() {
                 break;
             }
             rest = after_value;
             valid = bytes.len() - rest.len();
         }
-        Ok(Options { bytes: &bytes[..valid] })
+        Ok(Options {
+            bytes: &bytes[..valid],
+        })
     }
 
     pub fn iter(&self) -> OptionIter<'a> {
@@ -198,7 +217,9 @@ impl<'a> Options<'a> {
 
     /// The value of the first option with this name (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 }
 
@@ -241,8 +262,14 @@ impl<'b> Writer<'b> {
         Writer { buf, len: 0 }
     }
     pub fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let end = self.len.checked_add(bytes.len()).ok_or(Error::BufferTooSmall)?;
-        self.buf.get_mut(self.len..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(bytes);
+        let end = self
+            .len
+            .checked_add(bytes.len())
+            .ok_or(Error::BufferTooSmall)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }
@@ -279,7 +306,10 @@ impl<'b> Writer<'b> {
 
 /// The 4-byte header that precedes a DATA payload.
 pub fn data_header(block: u16) -> [u8; DATA_HEADER_LEN] {
-    let h = BlockHeader { opcode: U16::new(Opcode::Data as u16), block: U16::new(block) };
+    let h = BlockHeader {
+        opcode: U16::new(Opcode::Data as u16),
+        block: U16::new(block),
+    };
     let mut out = [0u8; DATA_HEADER_LEN];
     out.copy_from_slice(h.as_bytes());
     out
@@ -343,7 +373,9 @@ mod tests {
             &[(b"blksize", b"1468"), (b"tsize", b"0")],
         )
         .unwrap();
-        let Packet::Rrq(req) = Packet::parse(&buf[..n]).unwrap() else { panic!("not an RRQ") };
+        let Packet::Rrq(req) = Packet::parse(&buf[..n]).unwrap() else {
+            panic!("not an RRQ")
+        };
         assert_eq!(req.filename, b"pxelinux.0");
         assert_eq!(req.mode, Mode::Octet);
         assert_eq!(req.options.get("BLKSIZE"), Some(&b"1468"[..]));
@@ -357,7 +389,10 @@ mod tests {
         assert_eq!(Packet::parse(&[0]), Err(Error::Truncated));
         assert_eq!(Packet::parse(&[0, 9]), Err(Error::BadOpcode(9)));
         assert_eq!(Packet::parse(&[0, 1, b'a']), Err(Error::Unterminated));
-        assert_eq!(Packet::parse(&[0, 1, 0, b'o', 0]), Err(Error::EmptyFilename));
+        assert_eq!(
+            Packet::parse(&[0, 1, 0, b'o', 0]),
+            Err(Error::EmptyFilename)
+        );
         assert_eq!(Packet::parse(b"\0\x01a\0mail\0"), Err(Error::BadMode));
         assert_eq!(Packet::parse(&[0, 4, 1]), Err(Error::Truncated));
         let mut long = vec![0u8, 1];
@@ -377,15 +412,27 @@ mod tests {
     fn data_ack_error_round_trip() {
         let mut buf = [0u8; 64];
         let n = emit_data(&mut buf, 65535, b"abc").unwrap();
-        assert_eq!(Packet::parse(&buf[..n]), Ok(Packet::Data { block: 65535, payload: b"abc" }));
+        assert_eq!(
+            Packet::parse(&buf[..n]),
+            Ok(Packet::Data {
+                block: 65535,
+                payload: b"abc"
+            })
+        );
         let n = emit_ack(&mut buf, 7).unwrap();
         assert_eq!(Packet::parse(&buf[..n]), Ok(Packet::Ack { block: 7 }));
         let n = emit_error(&mut buf, ErrorCode::FileNotFound, "File not found").unwrap();
         assert_eq!(
             Packet::parse(&buf[..n]),
-            Ok(Packet::Error { code: 1, message: b"File not found" })
+            Ok(Packet::Error {
+                code: 1,
+                message: b"File not found"
+            })
         );
-        assert_eq!(emit_data(&mut buf[..5], 1, b"ab"), Err(Error::BufferTooSmall));
+        assert_eq!(
+            emit_data(&mut buf[..5], 1, b"ab"),
+            Err(Error::BufferTooSmall)
+        );
     }
 
     #[test]

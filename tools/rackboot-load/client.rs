@@ -66,7 +66,10 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { interval: Duration::from_secs(1), max: 5 }
+        Retry {
+            interval: Duration::from_secs(1),
+            max: 5,
+        }
     }
 }
 
@@ -142,8 +145,12 @@ impl fmt::Display for Failure {
             Failure::ServerError { code, message } => write!(f, "ERROR {code} {message:?}"),
             Failure::TimedOut { answered: false } => write!(f, "request never answered"),
             Failure::TimedOut { answered: true } => write!(f, "server went silent"),
-            Failure::Mismatch { offset } => write!(f, "content differs from the local copy at byte {offset}"),
-            Failure::WrongSize { expected, got } => write!(f, "expected {expected} bytes, got {got}"),
+            Failure::Mismatch { offset } => {
+                write!(f, "content differs from the local copy at byte {offset}")
+            }
+            Failure::WrongSize { expected, got } => {
+                write!(f, "expected {expected} bytes, got {got}")
+            }
             Failure::BadOack(why) => write!(f, "bad OACK: {why}"),
             Failure::Unexpected(what) => write!(f, "unexpected packet: {what}"),
         }
@@ -255,7 +262,10 @@ impl Transfer {
     pub fn request(&mut self, now: Instant, out: &mut [u8]) -> Send {
         self.last = Last::Rrq;
         self.deadline = now + self.retry.interval;
-        Send { to: self.server, len: self.emit_rrq(out) }
+        Send {
+            to: self.server,
+            len: self.emit_rrq(out),
+        }
     }
 
     fn emit_rrq(&self, out: &mut [u8]) -> usize {
@@ -277,21 +287,33 @@ impl Transfer {
     }
 
     /// One received datagram, from `from`.
-    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], out: &mut [u8]) -> Option<Send> {
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Option<Send> {
         if self.outcome.is_some() || from.ip() != self.server.ip() {
             return None; // late, or not from the server's host at all
         }
         if self.peer.is_some_and(|peer| peer != from) {
             // RFC 1350: another TID (e.g. a second transfer started by a
             // retransmitted RRQ) is told so; this transfer goes on.
-            let len = wire::emit_error(out, ErrorCode::UnknownTid, "Unknown transfer ID").unwrap_or(0);
+            let len =
+                wire::emit_error(out, ErrorCode::UnknownTid, "Unknown transfer ID").unwrap_or(0);
             return Some(Send { to: from, len });
         }
-        let Ok(packet) = Packet::parse(datagram) else { return None };
+        let Ok(packet) = Packet::parse(datagram) else {
+            return None;
+        };
         match packet {
             Packet::Error { code, message } => {
                 self.peer.get_or_insert(from);
-                let outcome = if code == ErrorCode::FileNotFound as u16 && self.expect.may_miss && self.next == 1 {
+                let outcome = if code == ErrorCode::FileNotFound as u16
+                    && self.expect.may_miss
+                    && self.next == 1
+                {
                     Outcome::Missing
                 } else {
                     let message = String::from_utf8_lossy(message).into_owned();
@@ -302,29 +324,45 @@ impl Transfer {
             }
             Packet::Oack(options) => self.on_oack(now, from, options, out),
             Packet::Data { block, payload } => self.on_data(now, from, block, payload, out),
-            Packet::Ack { .. } => {
-                self.fail(Failure::Unexpected("ACK from the server"), ErrorCode::IllegalOperation, out)
-            }
-            Packet::Rrq(_) | Packet::Wrq(_) => {
-                self.fail(Failure::Unexpected("request from the server"), ErrorCode::IllegalOperation, out)
-            }
+            Packet::Ack { .. } => self.fail(
+                Failure::Unexpected("ACK from the server"),
+                ErrorCode::IllegalOperation,
+                out,
+            ),
+            Packet::Rrq(_) | Packet::Wrq(_) => self.fail(
+                Failure::Unexpected("request from the server"),
+                ErrorCode::IllegalOperation,
+                out,
+            ),
         }
     }
 
-    fn on_oack(&mut self, now: Instant, from: SocketAddr, options: Options<'_>, out: &mut [u8]) -> Option<Send> {
+    fn on_oack(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        options: Options<'_>,
+        out: &mut [u8],
+    ) -> Option<Send> {
         if self.peer.is_some() {
             // Our ACK 0 was lost and the server sent its OACK again.
             return (self.next == 1 && self.last == Last::Ack).then(|| self.ack(now, out));
         }
         self.peer = Some(from);
         if !self.ask.any() {
-            return self.fail(Failure::BadOack("OACK to a request without options"), ErrorCode::OptionRefused, out);
+            return self.fail(
+                Failure::BadOack("OACK to a request without options"),
+                ErrorCode::OptionRefused,
+                out,
+            );
         }
         for (name, value) in options.iter() {
             let value = wire::parse_decimal(value);
             if name.eq_ignore_ascii_case(b"blksize") {
                 match (self.ask.blksize, value) {
-                    (Some(asked), Some(v)) if (MIN_BLKSIZE..=u64::from(asked).min(MAX_BLKSIZE)).contains(&v) => {
+                    (Some(asked), Some(v))
+                        if (MIN_BLKSIZE..=u64::from(asked).min(MAX_BLKSIZE)).contains(&v) =>
+                    {
                         self.blksize = v;
                     }
                     _ => {
@@ -337,7 +375,9 @@ impl Transfer {
                 }
             } else if name.eq_ignore_ascii_case(b"windowsize") {
                 match (self.ask.windowsize, value) {
-                    (Some(asked), Some(v)) if (1..=u64::from(asked)).contains(&v) => self.window = v,
+                    (Some(asked), Some(v)) if (1..=u64::from(asked)).contains(&v) => {
+                        self.window = v
+                    }
                     _ => {
                         return self.fail(
                             Failure::BadOack("windowsize not asked for or larger than asked"),
@@ -358,13 +398,24 @@ impl Transfer {
                     }
                 }
             } else {
-                return self.fail(Failure::BadOack("an option that was not asked for"), ErrorCode::OptionRefused, out);
+                return self.fail(
+                    Failure::BadOack("an option that was not asked for"),
+                    ErrorCode::OptionRefused,
+                    out,
+                );
             }
         }
         if let (Some(tsize), Some(content)) = (self.tsize, &self.expect.content) {
             let expected = content.len() as u64;
             if tsize != expected {
-                return self.fail(Failure::WrongSize { expected, got: tsize }, ErrorCode::NotDefined, out);
+                return self.fail(
+                    Failure::WrongSize {
+                        expected,
+                        got: tsize,
+                    },
+                    ErrorCode::NotDefined,
+                    out,
+                );
             }
         }
         if self.role == Role::Abandon {
@@ -375,7 +426,14 @@ impl Transfer {
         Some(self.ack(now, out))
     }
 
-    fn on_data(&mut self, now: Instant, from: SocketAddr, block: u16, payload: &[u8], out: &mut [u8]) -> Option<Send> {
+    fn on_data(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        block: u16,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Option<Send> {
         if self.peer.is_none() {
             // No OACK: the server ignored the options (RFC 2347 allows it),
             // so RFC 1350 rules apply. Anything but DATA 1 is a stale packet
@@ -406,16 +464,29 @@ impl Transfer {
         }
         let len = payload.len() as u64;
         if len > self.blksize {
-            return self.fail(Failure::Unexpected("DATA longer than the block size"), ErrorCode::IllegalOperation, out);
+            return self.fail(
+                Failure::Unexpected("DATA longer than the block size"),
+                ErrorCode::IllegalOperation,
+                out,
+            );
         }
         let offset = (self.next - 1) * self.blksize;
         if let Some(content) = &self.expect.content {
             let end = offset + len;
-            let local =
-                usize::try_from(offset).ok().zip(usize::try_from(end).ok()).and_then(|(a, b)| content.get(a..b));
+            let local = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(a, b)| content.get(a..b));
             if local != Some(payload) {
                 let offset = match local {
-                    Some(local) => offset + local.iter().zip(payload).position(|(a, b)| a != b).unwrap_or(0) as u64,
+                    Some(local) => {
+                        offset
+                            + local
+                                .iter()
+                                .zip(payload)
+                                .position(|(a, b)| a != b)
+                                .unwrap_or(0) as u64
+                    }
                     None => offset,
                 };
                 return self.fail(Failure::Mismatch { offset }, ErrorCode::NotDefined, out);
@@ -423,7 +494,14 @@ impl Transfer {
         } else if let Some(tsize) = self.tsize
             && offset + len > tsize
         {
-            return self.fail(Failure::WrongSize { expected: tsize, got: offset + len }, ErrorCode::NotDefined, out);
+            return self.fail(
+                Failure::WrongSize {
+                    expected: tsize,
+                    got: offset + len,
+                },
+                ErrorCode::NotDefined,
+                out,
+            );
         }
         self.bytes += len;
         self.next += 1;
@@ -432,9 +510,21 @@ impl Transfer {
         self.retries = 0;
         self.deadline = now + self.retry.interval;
         if len < self.blksize {
-            let expected = self.expect.content.as_ref().map(|c| c.len() as u64).or(self.tsize);
+            let expected = self
+                .expect
+                .content
+                .as_ref()
+                .map(|c| c.len() as u64)
+                .or(self.tsize);
             if let Some(expected) = expected.filter(|&e| e != self.bytes) {
-                return self.fail(Failure::WrongSize { expected, got: self.bytes }, ErrorCode::NotDefined, out);
+                return self.fail(
+                    Failure::WrongSize {
+                        expected,
+                        got: self.bytes,
+                    },
+                    ErrorCode::NotDefined,
+                    out,
+                );
             }
             let ack = self.ack(now, out);
             self.outcome = Some(Outcome::Complete { bytes: self.bytes });
@@ -451,7 +541,10 @@ impl Transfer {
         self.last = Last::Ack;
         self.deadline = now + self.retry.interval;
         let len = wire::emit_ack(out, block as u16).unwrap_or(0);
-        Send { to: self.peer.unwrap_or(self.server), len }
+        Send {
+            to: self.peer.unwrap_or(self.server),
+            len,
+        }
     }
 
     /// Ends the transfer and tells the server why, so it can let go at once.
@@ -494,11 +587,22 @@ mod tests {
     }
 
     fn content(len: usize) -> Arc<[u8]> {
-        (0..len).map(|i| (i * 7 + i / 251) as u8).collect::<Vec<_>>().into()
+        (0..len)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect::<Vec<_>>()
+            .into()
     }
 
     fn transfer(ask: Ask, role: Role, expect: Expect, now: Instant) -> Transfer {
-        Transfer::new(addr(SERVER), "f".into(), ask, role, expect, Retry::default(), now)
+        Transfer::new(
+            addr(SERVER),
+            "f".into(),
+            ask,
+            role,
+            expect,
+            Retry::default(),
+            now,
+        )
     }
 
     fn oack(options: &[(&str, u64)]) -> Vec<u8> {
@@ -530,7 +634,8 @@ mod tests {
     /// sent, parsed back as (destination, packet bytes).
     fn feed(t: &mut Transfer, now: Instant, packet: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
         let mut out = [0u8; SEND_BUF];
-        t.handle(now, addr(TID), packet, &mut out).map(|s| (s.to, out[..s.len].to_vec()))
+        t.handle(now, addr(TID), packet, &mut out)
+            .map(|s| (s.to, out[..s.len].to_vec()))
     }
 
     fn ack_of(sent: Option<(SocketAddr, Vec<u8>)>) -> Option<u16> {
@@ -545,12 +650,18 @@ mod tests {
     #[test]
     fn request_carries_the_options() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(1408), windowsize: Some(8), tsize: true };
+        let ask = Ask {
+            blksize: Some(1408),
+            windowsize: Some(8),
+            tsize: true,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
         let mut out = [0u8; SEND_BUF];
         let s = t.request(now, &mut out);
         assert_eq!(s.to, addr(SERVER));
-        let Packet::Rrq(req) = Packet::parse(&out[..s.len]).unwrap() else { panic!("not an RRQ") };
+        let Packet::Rrq(req) = Packet::parse(&out[..s.len]).unwrap() else {
+            panic!("not an RRQ")
+        };
         assert_eq!(req.filename, b"f");
         assert_eq!(req.options.get("blksize"), Some(&b"1408"[..]));
         assert_eq!(req.options.get("windowsize"), Some(&b"8"[..]));
@@ -561,17 +672,35 @@ mod tests {
     fn oack_then_window_acks_and_short_final_block() {
         let now = Instant::now();
         let file = content(100); // blksize 8: 12 full blocks and 4 bytes
-        let ask = Ask { blksize: Some(8), windowsize: Some(4), tsize: true };
-        let expect = Expect { content: Some(file.clone()), may_miss: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(4),
+            tsize: true,
+        };
+        let expect = Expect {
+            content: Some(file.clone()),
+            may_miss: false,
+        };
         let mut t = transfer(ask, Role::Download, expect, now);
-        assert_eq!(ack_of(feed(&mut t, now, &oack(&[("blksize", 8), ("tsize", 100), ("windowsize", 4)]))), Some(0));
+        assert_eq!(
+            ack_of(feed(
+                &mut t,
+                now,
+                &oack(&[("blksize", 8), ("tsize", 100), ("windowsize", 4)])
+            )),
+            Some(0)
+        );
         let mut acks = Vec::new();
         for abs in 1..=13 {
             if let Some(b) = ack_of(feed(&mut t, now, &block_of(&file, abs, 8))) {
                 acks.push(b);
             }
         }
-        assert_eq!(acks, vec![4, 8, 12, 13], "an ACK per window and one for the short block");
+        assert_eq!(
+            acks,
+            vec![4, 8, 12, 13],
+            "an ACK per window and one for the short block"
+        );
         assert_eq!(t.outcome(), Some(&Outcome::Complete { bytes: 100 }));
         assert_eq!(t.deadline(), None);
     }
@@ -580,11 +709,21 @@ mod tests {
     fn data_without_oack_runs_lock_step_at_512() {
         let now = Instant::now();
         let file = content(1024); // two full blocks, then an empty one
-        let ask = Ask { blksize: Some(1408), windowsize: Some(16), tsize: false };
-        let expect = Expect { content: Some(file.clone()), may_miss: false };
+        let ask = Ask {
+            blksize: Some(1408),
+            windowsize: Some(16),
+            tsize: false,
+        };
+        let expect = Expect {
+            content: Some(file.clone()),
+            may_miss: false,
+        };
         let mut t = transfer(ask, Role::Download, expect, now);
         for abs in 1..=3 {
-            assert_eq!(ack_of(feed(&mut t, now, &block_of(&file, abs, 512))), Some(abs as u16));
+            assert_eq!(
+                ack_of(feed(&mut t, now, &block_of(&file, abs, 512))),
+                Some(abs as u16)
+            );
         }
         assert_eq!(t.outcome(), Some(&Outcome::Complete { bytes: 1024 }));
     }
@@ -593,8 +732,15 @@ mod tests {
     fn gap_is_acked_once_with_the_last_in_order_block() {
         let now = Instant::now();
         let file = content(8 * 40);
-        let ask = Ask { blksize: Some(8), windowsize: Some(8), tsize: false };
-        let expect = Expect { content: Some(file.clone()), may_miss: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(8),
+            tsize: false,
+        };
+        let expect = Expect {
+            content: Some(file.clone()),
+            may_miss: false,
+        };
         let mut t = transfer(ask, Role::Download, expect, now);
         feed(&mut t, now, &oack(&[("blksize", 8), ("windowsize", 8)]));
         assert_eq!(ack_of(feed(&mut t, now, &block_of(&file, 1, 8))), None);
@@ -604,7 +750,9 @@ mod tests {
         assert_eq!(ack_of(feed(&mut t, now, &block_of(&file, 5, 8))), None);
         assert_eq!(ack_of(feed(&mut t, now, &block_of(&file, 6, 8))), None);
         // The server restarts at 3; the window counts from the gap ACK.
-        let acks: Vec<_> = (3..=10).filter_map(|abs| ack_of(feed(&mut t, now, &block_of(&file, abs, 8)))).collect();
+        let acks: Vec<_> = (3..=10)
+            .filter_map(|abs| ack_of(feed(&mut t, now, &block_of(&file, abs, 8))))
+            .collect();
         assert_eq!(acks, vec![10]);
         // A second gap is reported again.
         assert_eq!(ack_of(feed(&mut t, now, &block_of(&file, 12, 8))), Some(10));
@@ -616,15 +764,35 @@ mod tests {
         let now = Instant::now();
         let blocks = 65_540u64;
         let file = content(blocks as usize * 8 + 3);
-        let ask = Ask { blksize: Some(8), windowsize: Some(1), tsize: true };
-        let expect = Expect { content: Some(file.clone()), may_miss: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(1),
+            tsize: true,
+        };
+        let expect = Expect {
+            content: Some(file.clone()),
+            may_miss: false,
+        };
         let mut t = transfer(ask, Role::Download, expect, now);
-        feed(&mut t, now, &oack(&[("blksize", 8), ("windowsize", 1), ("tsize", file.len() as u64)]));
+        feed(
+            &mut t,
+            now,
+            &oack(&[
+                ("blksize", 8),
+                ("windowsize", 1),
+                ("tsize", file.len() as u64),
+            ]),
+        );
         for abs in 1..=blocks + 1 {
             let ack = ack_of(feed(&mut t, now, &block_of(&file, abs, 8)));
             assert_eq!(ack, Some(abs as u16), "block {abs}");
         }
-        assert_eq!(t.outcome(), Some(&Outcome::Complete { bytes: file.len() as u64 }));
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::Complete {
+                bytes: file.len() as u64
+            })
+        );
     }
 
     #[test]
@@ -632,21 +800,37 @@ mod tests {
         // After 65535 the next wire number is 0; a stale block 65535 resent
         // later is old, block 1 (absolute 65537) is ahead.
         let now = Instant::now();
-        let ask = Ask { blksize: Some(8), windowsize: Some(4), tsize: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(4),
+            tsize: false,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
         feed(&mut t, now, &oack(&[("blksize", 8), ("windowsize", 4)]));
         for abs in 1..=65_536u64 {
             feed(&mut t, now, &data(abs as u16, &[0; 8]));
         }
         assert_eq!(t.next, 65_537);
-        assert_eq!(ack_of(feed(&mut t, now, &data(65535, &[0; 8]))), None, "old block");
-        assert_eq!(ack_of(feed(&mut t, now, &data(2, &[0; 8]))), Some(0), "gap after wire block 0");
+        assert_eq!(
+            ack_of(feed(&mut t, now, &data(65535, &[0; 8]))),
+            None,
+            "old block"
+        );
+        assert_eq!(
+            ack_of(feed(&mut t, now, &data(2, &[0; 8]))),
+            Some(0),
+            "gap after wire block 0"
+        );
     }
 
     #[test]
     fn resent_window_gets_its_ack_again() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(8), windowsize: Some(2), tsize: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(2),
+            tsize: false,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
         feed(&mut t, now, &oack(&[("blksize", 8), ("windowsize", 2)]));
         feed(&mut t, now, &data(1, &[1; 8]));
@@ -659,10 +843,20 @@ mod tests {
     #[test]
     fn duplicate_oack_is_answered_with_ack_0() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(512), windowsize: None, tsize: false };
+        let ask = Ask {
+            blksize: Some(512),
+            windowsize: None,
+            tsize: false,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
-        assert_eq!(ack_of(feed(&mut t, now, &oack(&[("blksize", 512)]))), Some(0));
-        assert_eq!(ack_of(feed(&mut t, now, &oack(&[("blksize", 512)]))), Some(0));
+        assert_eq!(
+            ack_of(feed(&mut t, now, &oack(&[("blksize", 512)]))),
+            Some(0)
+        );
+        assert_eq!(
+            ack_of(feed(&mut t, now, &oack(&[("blksize", 512)]))),
+            Some(0)
+        );
         feed(&mut t, now, &data(1, &[0; 512]));
         assert_eq!(feed(&mut t, now, &oack(&[("blksize", 512)])), None);
     }
@@ -670,17 +864,34 @@ mod tests {
     #[test]
     fn bad_oacks_fail_and_tell_the_server() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(1024), windowsize: None, tsize: false };
-        for bad in [oack(&[("blksize", 2048)]), oack(&[("windowsize", 4)]), oack(&[("timeout", 5)])] {
+        let ask = Ask {
+            blksize: Some(1024),
+            windowsize: None,
+            tsize: false,
+        };
+        for bad in [
+            oack(&[("blksize", 2048)]),
+            oack(&[("windowsize", 4)]),
+            oack(&[("timeout", 5)]),
+        ] {
             let mut t = transfer(ask, Role::Download, Expect::default(), now);
             let (to, bytes) = feed(&mut t, now, &bad).expect("an ERROR");
             assert_eq!(to, addr(TID));
-            assert!(matches!(Packet::parse(&bytes), Ok(Packet::Error { code: 8, .. })));
-            assert!(matches!(t.outcome(), Some(Outcome::Failed(Failure::BadOack(_)))));
+            assert!(matches!(
+                Packet::parse(&bytes),
+                Ok(Packet::Error { code: 8, .. })
+            ));
+            assert!(matches!(
+                t.outcome(),
+                Some(Outcome::Failed(Failure::BadOack(_)))
+            ));
         }
         let mut t = transfer(Ask::default(), Role::Download, Expect::default(), now);
         feed(&mut t, now, &oack(&[("blksize", 512)]));
-        assert!(matches!(t.outcome(), Some(Outcome::Failed(Failure::BadOack(_)))));
+        assert!(matches!(
+            t.outcome(),
+            Some(Outcome::Failed(Failure::BadOack(_)))
+        ));
     }
 
     #[test]
@@ -690,11 +901,19 @@ mod tests {
         assert_eq!(ack_of(feed(&mut t, now, &data(1, &[0; 512]))), Some(1));
         let mut out = [0u8; SEND_BUF];
         let stray = addr("127.0.0.1:40001");
-        let s = t.handle(now, stray, &data(1, &[0; 512]), &mut out).expect("an ERROR 5");
+        let s = t
+            .handle(now, stray, &data(1, &[0; 512]), &mut out)
+            .expect("an ERROR 5");
         assert_eq!(s.to, stray);
-        assert!(matches!(Packet::parse(&out[..s.len]), Ok(Packet::Error { code: 5, .. })));
+        assert!(matches!(
+            Packet::parse(&out[..s.len]),
+            Ok(Packet::Error { code: 5, .. })
+        ));
         // Another host is ignored outright.
-        assert_eq!(t.handle(now, addr("127.0.0.9:40000"), &data(2, &[0; 3]), &mut out), None);
+        assert_eq!(
+            t.handle(now, addr("127.0.0.9:40000"), &data(2, &[0; 3]), &mut out),
+            None
+        );
         assert_eq!(ack_of(feed(&mut t, now, &data(2, &[0; 3]))), Some(2));
         assert_eq!(t.outcome(), Some(&Outcome::Complete { bytes: 515 }));
     }
@@ -703,25 +922,47 @@ mod tests {
     fn corrupted_block_or_wrong_length_fails() {
         let now = Instant::now();
         let file = content(600);
-        let expect = Expect { content: Some(file.clone()), may_miss: false };
+        let expect = Expect {
+            content: Some(file.clone()),
+            may_miss: false,
+        };
         let mut t = transfer(Ask::default(), Role::Download, expect.clone(), now);
         let mut bad = file[..512].to_vec();
         bad[100] ^= 1;
         feed(&mut t, now, &data(1, &bad));
-        assert_eq!(t.outcome(), Some(&Outcome::Failed(Failure::Mismatch { offset: 100 })));
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::Failed(Failure::Mismatch { offset: 100 }))
+        );
 
         let mut t = transfer(Ask::default(), Role::Download, expect, now);
         feed(&mut t, now, &data(1, &file[..512]));
         feed(&mut t, now, &data(2, &file[512..590]));
-        assert_eq!(t.outcome(), Some(&Outcome::Failed(Failure::WrongSize { expected: 600, got: 590 })));
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::Failed(Failure::WrongSize {
+                expected: 600,
+                got: 590
+            }))
+        );
 
         // Without a local copy the tsize is the reference.
-        let ask = Ask { blksize: None, windowsize: None, tsize: true };
+        let ask = Ask {
+            blksize: None,
+            windowsize: None,
+            tsize: true,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
         feed(&mut t, now, &oack(&[("tsize", 600)]));
         feed(&mut t, now, &data(1, &[0; 512]));
         feed(&mut t, now, &data(2, &[0; 10]));
-        assert_eq!(t.outcome(), Some(&Outcome::Failed(Failure::WrongSize { expected: 600, got: 522 })));
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::Failed(Failure::WrongSize {
+                expected: 600,
+                got: 522
+            }))
+        );
     }
 
     #[test]
@@ -730,12 +971,23 @@ mod tests {
         let mut out = [0u8; SEND_BUF];
         let n = wire::emit_error(&mut out, ErrorCode::FileNotFound, "File not found").unwrap();
         let miss = out[..n].to_vec();
-        let mut t = transfer(Ask::default(), Role::Download, Expect { content: None, may_miss: true }, now);
+        let mut t = transfer(
+            Ask::default(),
+            Role::Download,
+            Expect {
+                content: None,
+                may_miss: true,
+            },
+            now,
+        );
         assert_eq!(feed(&mut t, now, &miss), None);
         assert_eq!(t.outcome(), Some(&Outcome::Missing));
         let mut t = transfer(Ask::default(), Role::Download, Expect::default(), now);
         feed(&mut t, now, &miss);
-        assert!(matches!(t.outcome(), Some(Outcome::Failed(Failure::ServerError { code: 1, .. }))));
+        assert!(matches!(
+            t.outcome(),
+            Some(Outcome::Failed(Failure::ServerError { code: 1, .. }))
+        ));
     }
 
     #[test]
@@ -747,7 +999,10 @@ mod tests {
         let mut now = start;
         let mut resent = 0;
         while t.outcome().is_none() {
-            assert_eq!(t.handle_timeout(t.deadline().unwrap() - Duration::from_millis(1), &mut out), None);
+            assert_eq!(
+                t.handle_timeout(t.deadline().unwrap() - Duration::from_millis(1), &mut out),
+                None
+            );
             now = t.deadline().unwrap();
             if let Some(s) = t.handle_timeout(now, &mut out) {
                 assert_eq!(s.to, addr(SERVER));
@@ -757,14 +1012,24 @@ mod tests {
         }
         assert_eq!(resent, Retry::default().max);
         assert!(t.unanswered());
-        assert_eq!(t.outcome(), Some(&Outcome::Failed(Failure::TimedOut { answered: false })));
-        assert_eq!(now - start, Retry::default().interval * (Retry::default().max + 1));
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::Failed(Failure::TimedOut { answered: false }))
+        );
+        assert_eq!(
+            now - start,
+            Retry::default().interval * (Retry::default().max + 1)
+        );
     }
 
     #[test]
     fn timeout_mid_transfer_acks_the_last_in_order_block() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(8), windowsize: Some(4), tsize: false };
+        let ask = Ask {
+            blksize: Some(8),
+            windowsize: Some(4),
+            tsize: false,
+        };
         let mut t = transfer(ask, Role::Download, Expect::default(), now);
         feed(&mut t, now, &oack(&[("blksize", 8), ("windowsize", 4)]));
         feed(&mut t, now, &data(1, &[0; 8]));
@@ -783,9 +1048,20 @@ mod tests {
     #[test]
     fn abandoner_notes_the_answer_and_sends_nothing() {
         let now = Instant::now();
-        let ask = Ask { blksize: Some(1468), windowsize: Some(16), tsize: true };
+        let ask = Ask {
+            blksize: Some(1468),
+            windowsize: Some(16),
+            tsize: true,
+        };
         let mut t = transfer(ask, Role::Abandon, Expect::default(), now);
-        assert_eq!(feed(&mut t, now, &oack(&[("blksize", 1468), ("tsize", 9), ("windowsize", 16)])), None);
+        assert_eq!(
+            feed(
+                &mut t,
+                now,
+                &oack(&[("blksize", 1468), ("tsize", 9), ("windowsize", 16)])
+            ),
+            None
+        );
         assert_eq!(t.outcome(), Some(&Outcome::Accepted));
         let mut t = transfer(Ask::default(), Role::Abandon, Expect::default(), now);
         assert_eq!(feed(&mut t, now, &data(1, &[0; 512])), None);

@@ -74,7 +74,12 @@ enum State {
 
 /// Runs every plan (client `i` follows `plans[i]`) to the end or to the
 /// time limit, recording into `rec`.
-pub fn run(settings: &Settings, plans: Vec<Plan>, rec: &mut Recorder, start: Instant) -> io::Result<()> {
+pub fn run(
+    settings: &Settings,
+    plans: Vec<Plan>,
+    rec: &mut Recorder,
+    start: Instant,
+) -> io::Result<()> {
     let wildcard = match settings.server {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -84,7 +89,11 @@ pub fn run(settings: &Settings, plans: Vec<Plan>, rec: &mut Recorder, start: Ins
         .enumerate()
         .map(|(i, plan)| Sim {
             plan,
-            source: if settings.sources.is_empty() { wildcard } else { settings.sources[i % settings.sources.len()] },
+            source: if settings.sources.is_empty() {
+                wildcard
+            } else {
+                settings.sources[i % settings.sources.len()]
+            },
             step: 0,
             transfer: None,
             socket: None,
@@ -155,7 +164,9 @@ impl Engine<'_> {
             if self.settings.progress {
                 wake = wake.min(next_progress);
             }
-            let n = self.epoll.wait(&mut events, wake.saturating_duration_since(now))?;
+            let n = self
+                .epoll
+                .wait(&mut events, wake.saturating_duration_since(now))?;
             let now = Instant::now();
             for event in &events[..n] {
                 self.on_readable(event.u64 as usize, now, &mut buf);
@@ -195,12 +206,15 @@ impl Engine<'_> {
             Ok(s) => s,
             Err(e) => {
                 let source = self.sims[i].source;
-                self.rec.failure("local socket", || format!("client {i}: cannot open a socket on {source}: {e}"));
+                self.rec.failure("local socket", || {
+                    format!("client {i}: cannot open a socket on {source}: {e}")
+                });
                 return self.end_client(i, false);
             }
         };
         if let Err(e) = self.epoll.add(socket.as_raw_fd(), i as u64) {
-            self.rec.failure("local socket", || format!("client {i}: epoll: {e}"));
+            self.rec
+                .failure("local socket", || format!("client {i}: epoll: {e}"));
             return self.end_client(i, false);
         }
         let sim = &mut self.sims[i];
@@ -226,7 +240,8 @@ impl Engine<'_> {
     fn open_socket(&self, source: IpAddr) -> io::Result<UdpSocket> {
         let socket = Socket::new(Domain::for_address(self.settings.server), Type::DGRAM, None)?;
         let ask = self.settings.ask;
-        let window_bytes = usize::from(ask.windowsize.unwrap_or(1)) * (usize::from(ask.blksize.unwrap_or(512)) + 64);
+        let window_bytes = usize::from(ask.windowsize.unwrap_or(1))
+            * (usize::from(ask.blksize.unwrap_or(512)) + 64);
         let wanted = (2 * window_bytes).min(MAX_RCVBUF);
         if wanted > DEFAULT_RCVBUF {
             let _ = socket.set_recv_buffer_size(wanted);
@@ -241,7 +256,9 @@ impl Engine<'_> {
             let sim = &mut self.sims[i];
             // After a step ends, a stale event may name the next socket (or
             // none): reading it just finds nothing.
-            let (Some(socket), Some(transfer)) = (&sim.socket, &mut sim.transfer) else { return };
+            let (Some(socket), Some(transfer)) = (&sim.socket, &mut sim.transfer) else {
+                return;
+            };
             let (len, from) = match socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -272,7 +289,9 @@ impl Engine<'_> {
     /// Makes sure the heap holds an entry at or before the client's deadline.
     fn arm(&mut self, i: usize) {
         let sim = &mut self.sims[i];
-        let Some(deadline) = sim.transfer.as_ref().and_then(Transfer::deadline) else { return };
+        let Some(deadline) = sim.transfer.as_ref().and_then(Transfer::deadline) else {
+            return;
+        };
         // Deadlines mostly move later; only an earlier one needs an entry.
         // A later one is found when the earlier entry fires.
         if sim.scheduled.is_none_or(|s| deadline < s) {
@@ -292,7 +311,9 @@ impl Engine<'_> {
                 continue; // superseded
             }
             sim.scheduled = None;
-            let (Some(socket), Some(transfer)) = (&sim.socket, &mut sim.transfer) else { continue };
+            let (Some(socket), Some(transfer)) = (&sim.socket, &mut sim.transfer) else {
+                continue;
+            };
             if let Some(send) = transfer.handle_timeout(now, &mut self.out) {
                 let _ = socket.send_to(&self.out[..send.len], send.to);
             }
@@ -307,7 +328,9 @@ impl Engine<'_> {
     /// Records the transfer that just ended and moves the client on.
     fn finish_transfer(&mut self, i: usize, now: Instant) {
         let sim = &mut self.sims[i];
-        let (Some(transfer), Some(socket)) = (sim.transfer.take(), sim.socket.take()) else { return };
+        let (Some(transfer), Some(socket)) = (sim.transfer.take(), sim.socket.take()) else {
+            return;
+        };
         sim.scheduled = None;
         let outcome = transfer.outcome().cloned().unwrap_or(Outcome::Missing);
         let elapsed = now.saturating_duration_since(sim.transfer_started);
@@ -321,7 +344,8 @@ impl Engine<'_> {
             Outcome::Missing => false,
             Outcome::Failed(failure) => {
                 let file = transfer.file();
-                self.rec.failure(failure.kind(), || format!("client {i} `{file}`: {failure}"));
+                self.rec
+                    .failure(failure.kind(), || format!("client {i} `{file}`: {failure}"));
                 return self.end_client(i, false);
             }
         };
@@ -331,8 +355,12 @@ impl Engine<'_> {
                 self.begin_step(i, now);
             }
             None => {
-                self.rec.pass(now.saturating_duration_since(sim.pass_started));
-                let again = self.settings.repeat_for.is_some_and(|r| now < self.start + r);
+                self.rec
+                    .pass(now.saturating_duration_since(sim.pass_started));
+                let again = self
+                    .settings
+                    .repeat_for
+                    .is_some_and(|r| now < self.start + r);
                 if again {
                     sim.step = 0;
                     sim.pass_started = now;
@@ -369,7 +397,9 @@ impl Engine<'_> {
                         format!("client {i} `{file}`: still running after {elapsed:.1?}")
                     });
                 }
-                State::Waiting => self.rec.failure("duration limit", || format!("client {i}: never started")),
+                State::Waiting => self
+                    .rec
+                    .failure("duration limit", || format!("client {i}: never started")),
             }
             self.end_client(i, false);
         }
@@ -392,7 +422,10 @@ impl Epoll {
     }
 
     fn add(&self, fd: RawFd, key: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key };
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
         // SAFETY: both descriptors are open; the kernel reads `event` during
         // the call only.
         if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
@@ -403,7 +436,14 @@ impl Epoll {
 
     fn delete(&self, fd: RawFd) {
         // SAFETY: both descriptors are open; DEL ignores the event pointer.
-        unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     /// Waits up to `timeout` (rounded up to whole milliseconds, so a short
@@ -416,7 +456,11 @@ impl Epoll {
         let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), max, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
         }
         Ok(n as usize)
     }

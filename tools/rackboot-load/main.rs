@@ -161,10 +161,16 @@ fn run(cli: &Cli) -> Result<bool, String> {
             None => Vec::new(),
         },
         spread,
-        repeat_for: cli.repeat_for.map(|r| seconds("repeat-for", r)).transpose()?,
+        repeat_for: cli
+            .repeat_for
+            .map(|r| seconds("repeat-for", r))
+            .transpose()?,
         limit: seconds("duration-limit", cli.duration_limit)?,
         ask,
-        retry: Retry { interval: Duration::from_millis(cli.timeout_ms.max(1)), max: cli.retries },
+        retry: Retry {
+            interval: Duration::from_millis(cli.timeout_ms.max(1)),
+            max: cli.retries,
+        },
         progress: cli.progress,
     };
     let params = Params {
@@ -174,7 +180,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         initrd: (!cli.no_kernel).then(|| cli.initrd.clone()),
     };
     let mut local = LocalFiles::new(cli.verify_dir.clone());
-    let plans = (0..cli.clients).map(|i| scenario::plan(&params, &mut local, i)).collect::<Result<Vec<_>, _>>()?;
+    let plans = (0..cli.clients)
+        .map(|i| scenario::plan(&params, &mut local, i))
+        .collect::<Result<Vec<_>, _>>()?;
     drop(local);
     raise_fd_limit();
 
@@ -195,11 +203,16 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let summary = rec.summary(info, elapsed, cpu);
     print!("{}", summary.text());
     if let Some(path) = &cli.json {
-        std::fs::write(path, summary.to_json()).map_err(|e| format!("--json {}: {e}", path.display()))?;
+        std::fs::write(path, summary.to_json())
+            .map_err(|e| format!("--json {}: {e}", path.display()))?;
     }
     if let Some(path) = &cli.svg {
-        let title = format!("rackboot-load {scenario}: {} clients against {}", cli.clients, cli.server);
-        std::fs::write(path, rec.svg(&title)).map_err(|e| format!("--svg {}: {e}", path.display()))?;
+        let title = format!(
+            "rackboot-load {scenario}: {} clients against {}",
+            cli.clients, cli.server
+        );
+        std::fs::write(path, rec.svg(&title))
+            .map_err(|e| format!("--svg {}: {e}", path.display()))?;
     }
     Ok(summary.failed == 0 && summary.ok == cli.clients as u64)
 }
@@ -227,14 +240,19 @@ fn parse_sources(text: &str, server: SocketAddr) -> Result<Vec<IpAddr>, String> 
         return Err(bad("no address given"));
     }
     if out.iter().any(|ip| ip.is_ipv4() != server.is_ipv4()) {
-        return Err(bad("source and server addresses must be of the same family"));
+        return Err(bad(
+            "source and server addresses must be of the same family",
+        ));
     }
     Ok(out)
 }
 
 /// Each running transfer holds a socket: allow as many as the hard limit.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read or write only the struct we pass.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -268,7 +286,12 @@ mod tests {
         let ips = parse_sources("127.0.0.2-127.0.0.254", v4).unwrap();
         assert_eq!(ips.len(), 253);
         assert_eq!(ips[0], "127.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(parse_sources("127.0.0.5, 127.0.1.1-127.0.1.2", v4).unwrap().len(), 3);
+        assert_eq!(
+            parse_sources("127.0.0.5, 127.0.1.1-127.0.1.2", v4)
+                .unwrap()
+                .len(),
+            3
+        );
         assert!(parse_sources("127.0.0.9-127.0.0.2", v4).is_err());
         assert!(parse_sources("::1", v4).is_err());
         assert!(parse_sources("", v4).is_err());
@@ -291,6 +314,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.scenario, Scenario::Pxelinux);
-        assert!(Cli::try_parse_from(["rackboot-load", "--server", "127.0.0.1:69", "--windowsize", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "rackboot-load",
+                "--server",
+                "127.0.0.1:69",
+                "--windowsize",
+                "0"
+            ])
+            .is_err()
+        );
     }
 }

@@ -72,7 +72,8 @@ impl Recorder {
         if n == 0 {
             return;
         }
-        let bucket = (now.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
+        let bucket =
+            (now.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
         if self.buckets.len() <= bucket {
             self.buckets.resize(bucket + 1, 0);
         }
@@ -86,7 +87,8 @@ impl Recorder {
         match outcome {
             Outcome::Complete { .. } | Outcome::Accepted => {
                 self.transfers += 1;
-                self.transfer_us.saturating_record(elapsed.as_micros().max(1) as u64);
+                self.transfer_us
+                    .saturating_record(elapsed.as_micros().max(1) as u64);
             }
             Outcome::Missing => self.expected_misses += 1,
             Outcome::Failed(_) => self.failed_transfers += 1,
@@ -103,7 +105,8 @@ impl Recorder {
     /// A client went through its whole plan once.
     pub fn pass(&mut self, elapsed: Duration) {
         self.passes += 1;
-        self.pass_us.saturating_record(elapsed.as_micros().max(1) as u64);
+        self.pass_us
+            .saturating_record(elapsed.as_micros().max(1) as u64);
         self.pass_ms.push(elapsed.as_secs_f64() * 1e3);
     }
 
@@ -135,7 +138,13 @@ impl Recorder {
     /// Everything measured, once the run is over.
     pub fn summary(&self, run: RunInfo, seconds: f64, client_cpu_seconds: f64) -> Summary {
         let seconds = seconds.max(1e-9);
-        let ms = |h: &Histogram<u64>, q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 };
+        let ms = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1e3
+            }
+        };
         Summary {
             scenario: run.scenario,
             server: run.server,
@@ -160,7 +169,11 @@ impl Recorder {
             transfer_max_ms: ms(&self.transfer_us, 1.0),
             unanswered_requests: self.unanswered,
             client_cpu_seconds,
-            failures: self.failures.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            failures: self
+                .failures
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             failure_examples: self.examples.clone(),
         }
     }
@@ -172,12 +185,21 @@ impl Recorder {
             .buckets
             .iter()
             .enumerate()
-            .map(|(i, &b)| (i as f64 * BUCKET.as_secs_f64(), b as f64 / MIB / BUCKET.as_secs_f64()))
+            .map(|(i, &b)| {
+                (
+                    i as f64 * BUCKET.as_secs_f64(),
+                    b as f64 / MIB / BUCKET.as_secs_f64(),
+                )
+            })
             .collect();
         let mut times = self.pass_ms.clone();
         times.sort_by(f64::total_cmp);
         let n = times.len() as f64;
-        let cdf: Vec<(f64, f64)> = times.iter().enumerate().map(|(i, &t)| (t, (i + 1) as f64 / n)).collect();
+        let cdf: Vec<(f64, f64)> = times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, (i + 1) as f64 / n))
+            .collect();
         let mut svg = String::new();
         let (w, h) = (900.0, 640.0);
         let _ = writeln!(
@@ -191,9 +213,26 @@ impl Recorder {
             w / 2.0,
             escape(title)
         );
-        let top = Panel { x: 80.0, y: 50.0, w: 780.0, h: 220.0 };
-        top.draw(&mut svg, &throughput, "time (s)", "MiB/s", "throughput per 100 ms", false);
-        let bottom = Panel { x: 80.0, y: 360.0, w: 780.0, h: 220.0 };
+        let top = Panel {
+            x: 80.0,
+            y: 50.0,
+            w: 780.0,
+            h: 220.0,
+        };
+        top.draw(
+            &mut svg,
+            &throughput,
+            "time (s)",
+            "MiB/s",
+            "throughput per 100 ms",
+            false,
+        );
+        let bottom = Panel {
+            x: 80.0,
+            y: 360.0,
+            w: 780.0,
+            h: 220.0,
+        };
         bottom.draw(
             &mut svg,
             &cdf,
@@ -216,9 +255,21 @@ struct Panel {
 }
 
 impl Panel {
-    fn draw(&self, svg: &mut String, points: &[(f64, f64)], x_label: &str, y_label: &str, title: &str, steps: bool) {
+    fn draw(
+        &self,
+        svg: &mut String,
+        points: &[(f64, f64)],
+        x_label: &str,
+        y_label: &str,
+        title: &str,
+        steps: bool,
+    ) {
         let x_max = nice_ceiling(points.iter().map(|p| p.0).fold(0.0, f64::max));
-        let y_max = if steps { 1.0 } else { nice_ceiling(points.iter().map(|p| p.1).fold(0.0, f64::max)) };
+        let y_max = if steps {
+            1.0
+        } else {
+            nice_ceiling(points.iter().map(|p| p.1).fold(0.0, f64::max))
+        };
         let (x0, y0, w, h) = (self.x, self.y, self.w, self.h);
         let px = |x: f64| x0 + x / x_max * w;
         let py = |y: f64| y0 + h - y / y_max * h;
@@ -232,8 +283,16 @@ impl Panel {
         for i in 0..=5 {
             let f = f64::from(i) / 5.0;
             let (gx, gy) = (x0 + f * w, y0 + h - f * h);
-            let _ = writeln!(svg, r##"<line x1="{gx:.1}" y1="{y0}" x2="{gx:.1}" y2="{}" stroke="#ddd"/>"##, y0 + h);
-            let _ = writeln!(svg, r##"<line x1="{x0}" y1="{gy:.1}" x2="{}" y2="{gy:.1}" stroke="#ddd"/>"##, x0 + w);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{gx:.1}" y1="{y0}" x2="{gx:.1}" y2="{}" stroke="#ddd"/>"##,
+                y0 + h
+            );
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x0}" y1="{gy:.1}" x2="{}" y2="{gy:.1}" stroke="#ddd"/>"##,
+                x0 + w
+            );
             let _ = writeln!(
                 svg,
                 r#"<text x="{gx:.1}" y="{}" text-anchor="middle">{}</text>"#,
@@ -248,7 +307,10 @@ impl Panel {
                 label(f * y_max)
             );
         }
-        let _ = writeln!(svg, r#"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="black"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="black"/>"#
+        );
         let _ = writeln!(
             svg,
             r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
@@ -278,7 +340,12 @@ impl Panel {
         let mut prev_y = 0.0;
         for (i, &(x, y)) in points.iter().enumerate() {
             if i == 0 {
-                let _ = write!(path, "M{:.1},{:.1}", px(if steps { 0.0 } else { x }), py(if steps { 0.0 } else { y }));
+                let _ = write!(
+                    path,
+                    "M{:.1},{:.1}",
+                    px(if steps { 0.0 } else { x }),
+                    py(if steps { 0.0 } else { y })
+                );
             }
             if steps {
                 let _ = write!(path, " L{:.1},{:.1}", px(x), py(prev_y));
@@ -286,7 +353,10 @@ impl Panel {
             let _ = write!(path, " L{:.1},{:.1}", px(x), py(y));
             prev_y = y;
         }
-        let _ = writeln!(svg, r##"<path d="{path}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>"##);
+        let _ = writeln!(
+            svg,
+            r##"<path d="{path}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>"##
+        );
     }
 }
 
@@ -315,7 +385,9 @@ fn label(v: f64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// What the run was, for the summary.
@@ -380,7 +452,11 @@ impl Summary {
             "rackboot-load: {} against {}: {} clients ({} at a time)",
             self.scenario, self.server, self.clients, self.concurrency
         );
-        let _ = writeln!(s, "  clients    {} ok, {} failed ({} passes)", self.ok, self.failed, self.passes);
+        let _ = writeln!(
+            s,
+            "  clients    {} ok, {} failed ({} passes)",
+            self.ok, self.failed, self.passes
+        );
         let _ = writeln!(
             s,
             "  transfers  {} ok, {} failed, {} expected misses, {} unanswered requests",
@@ -440,16 +516,34 @@ mod tests {
         let mut r = Recorder::new(start);
         r.bytes(start + Duration::from_millis(50), 1 << 20);
         r.bytes(start + Duration::from_millis(250), 1 << 20);
-        r.transfer(&Outcome::Complete { bytes: 2 << 20 }, Duration::from_millis(300), false);
+        r.transfer(
+            &Outcome::Complete { bytes: 2 << 20 },
+            Duration::from_millis(300),
+            false,
+        );
         r.transfer(&Outcome::Missing, Duration::from_millis(1), true);
         r.pass(Duration::from_millis(300));
         r.client_done(true);
         let s = r.summary(
-            RunInfo { scenario: "file".into(), server: "127.0.0.1:69".into(), clients: 1, concurrency: 1 },
+            RunInfo {
+                scenario: "file".into(),
+                server: "127.0.0.1:69".into(),
+                clients: 1,
+                concurrency: 1,
+            },
             0.5,
             0.01,
         );
-        assert_eq!((s.ok, s.failed, s.transfers, s.expected_misses, s.unanswered_requests), (1, 0, 1, 1, 1));
+        assert_eq!(
+            (
+                s.ok,
+                s.failed,
+                s.transfers,
+                s.expected_misses,
+                s.unanswered_requests
+            ),
+            (1, 0, 1, 1, 1)
+        );
         assert!((s.mib_per_s - 4.0).abs() < 1e-9);
         assert!((s.p50_ms - 300.0).abs() < 1.0);
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();

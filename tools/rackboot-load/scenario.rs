@@ -61,9 +61,16 @@ impl Plan {
     /// when the plan is done.
     pub fn next_step(&self, index: usize, found: bool) -> Option<usize> {
         let mut next = index + 1;
-        let in_search = matches!(self.steps[index].kind, StepKind::Candidate | StepKind::LastCandidate);
+        let in_search = matches!(
+            self.steps[index].kind,
+            StepKind::Candidate | StepKind::LastCandidate
+        );
         if in_search && found {
-            while self.steps.get(next).is_some_and(|s| s.kind != StepKind::Fetch) {
+            while self
+                .steps
+                .get(next)
+                .is_some_and(|s| s.kind != StepKind::Fetch)
+            {
                 next += 1;
             }
         }
@@ -89,13 +96,19 @@ pub struct LocalFiles {
 
 impl LocalFiles {
     pub fn new(dir: Option<PathBuf>) -> LocalFiles {
-        LocalFiles { dir, cache: HashMap::new() }
+        LocalFiles {
+            dir,
+            cache: HashMap::new(),
+        }
     }
 
     /// The local copy of `name`, if there is a directory and the file is in it.
     fn get(&mut self, name: &str) -> Option<Arc<[u8]>> {
         let dir = self.dir.as_ref()?;
-        self.cache.entry(name.to_string()).or_insert_with(|| std::fs::read(dir.join(name)).ok().map(Arc::from)).clone()
+        self.cache
+            .entry(name.to_string())
+            .or_insert_with(|| std::fs::read(dir.join(name)).ok().map(Arc::from))
+            .clone()
     }
 
     /// What to expect of a step: its content when available. A file the
@@ -106,9 +119,15 @@ impl LocalFiles {
             && kind != StepKind::Candidate
             && let Some(dir) = &self.dir
         {
-            return Err(format!("--verify-dir {}: no local copy of `{name}` to compare with", dir.display()));
+            return Err(format!(
+                "--verify-dir {}: no local copy of `{name}` to compare with",
+                dir.display()
+            ));
         }
-        Ok(Expect { content, may_miss: kind == StepKind::Candidate })
+        Ok(Expect {
+            content,
+            may_miss: kind == StepKind::Candidate,
+        })
     }
 }
 
@@ -141,11 +160,30 @@ impl Identity {
     pub fn config_candidates(&self) -> Vec<String> {
         let u = &self.uuid;
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let uuid = format!("{}-{}-{}-{}-{}", hex(&u[..4]), hex(&u[4..6]), hex(&u[6..8]), hex(&u[8..10]), hex(&u[10..]));
-        let mac = self.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join("-");
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            hex(&u[..4]),
+            hex(&u[4..6]),
+            hex(&u[6..8]),
+            hex(&u[8..10]),
+            hex(&u[10..])
+        );
+        let mac = self
+            .mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join("-");
         let ip = format!("{:08X}", u32::from(self.ip));
-        let mut names = vec![format!("pxelinux.cfg/{uuid}"), format!("pxelinux.cfg/01-{mac}")];
-        names.extend((1..=8).rev().map(|digits| format!("pxelinux.cfg/{}", &ip[..digits])));
+        let mut names = vec![
+            format!("pxelinux.cfg/{uuid}"),
+            format!("pxelinux.cfg/01-{mac}"),
+        ];
+        names.extend(
+            (1..=8)
+                .rev()
+                .map(|digits| format!("pxelinux.cfg/{}", &ip[..digits])),
+        );
         names
     }
 }
@@ -172,9 +210,16 @@ pub fn plan(params: &Params, local: &mut LocalFiles, index: usize) -> Result<Pla
     };
     let role = match params.scenario {
         Scenario::File | Scenario::Abandon => {
-            let file = params.file.clone().ok_or("this scenario needs --file NAME")?;
+            let file = params
+                .file
+                .clone()
+                .ok_or("this scenario needs --file NAME")?;
             push(file, StepKind::Fetch)?;
-            if params.scenario == Scenario::Abandon { Role::Abandon } else { Role::Download }
+            if params.scenario == Scenario::Abandon {
+                Role::Abandon
+            } else {
+                Role::Download
+            }
         }
         Scenario::Pxelinux => {
             push("pxelinux.0".into(), StepKind::Fetch)?;
@@ -198,15 +243,26 @@ mod tests {
     use super::*;
 
     fn params(scenario: Scenario) -> Params {
-        Params { scenario, file: Some("f".into()), kernel: Some("vmlinuz".into()), initrd: None }
+        Params {
+            scenario,
+            file: Some("f".into()),
+            kernel: Some("vmlinuz".into()),
+            initrd: None,
+        }
     }
 
     #[test]
     fn pxelinux_search_order() {
-        let id =
-            Identity { uuid: [0xab; 16], mac: [0x52, 0x54, 0, 0x0a, 0x0b, 0x0c], ip: Ipv4Addr::new(192, 168, 10, 100) };
+        let id = Identity {
+            uuid: [0xab; 16],
+            mac: [0x52, 0x54, 0, 0x0a, 0x0b, 0x0c],
+            ip: Ipv4Addr::new(192, 168, 10, 100),
+        };
         let names = id.config_candidates();
-        assert_eq!(names[0], "pxelinux.cfg/abababab-abab-abab-abab-abababababab");
+        assert_eq!(
+            names[0],
+            "pxelinux.cfg/abababab-abab-abab-abab-abababababab"
+        );
         assert_eq!(names[1], "pxelinux.cfg/01-52-54-00-0a-0b-0c");
         assert_eq!(names[2], "pxelinux.cfg/C0A80A64");
         assert_eq!(names[3], "pxelinux.cfg/C0A80A6");
@@ -239,14 +295,19 @@ mod tests {
 
     #[test]
     fn verify_dir_must_hold_the_needed_files() {
-        let dir = std::env::temp_dir().join(format!("rackboot-load-scenario-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("rackboot-load-scenario-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("f"), b"abc").unwrap();
         let mut p = params(Scenario::File);
         let plan = plan(&p, &mut LocalFiles::new(Some(dir.clone())), 0).unwrap();
         assert_eq!(plan.steps[0].expect.content.as_deref(), Some(&b"abc"[..]));
         p.file = Some("missing".into());
-        assert!(super::plan(&p, &mut LocalFiles::new(Some(dir.clone())), 0).unwrap_err().contains("missing"));
+        assert!(
+            super::plan(&p, &mut LocalFiles::new(Some(dir.clone())), 0)
+                .unwrap_err()
+                .contains("missing")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

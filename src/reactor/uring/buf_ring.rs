@@ -14,8 +14,8 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::BufRingEntry;
 use io_uring::Submitter;
+use io_uring::types::BufRingEntry;
 
 /// Anonymous, page-aligned, zero-filled memory that the kernel may read or
 /// write at any time while it is registered: only ever reached through raw
@@ -42,7 +42,8 @@ impl Region {
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let addr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let addr = NonNull::new(addr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Region { addr, len })
     }
 
@@ -77,9 +78,17 @@ pub struct BufRing {
 impl BufRing {
     /// Allocates `count` buffers of `buf_len` bytes, registers them with the
     /// ring as group `bgid` and offers every one to the kernel.
-    pub fn register(submitter: &Submitter<'_>, bgid: u16, count: u16, buf_len: u32) -> io::Result<BufRing> {
+    pub fn register(
+        submitter: &Submitter<'_>,
+        bgid: u16,
+        count: u16,
+        buf_len: u32,
+    ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 1 << 15 || buf_len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring: bad size"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring: bad size",
+            ));
         }
         let entries = Region::new(usize::from(count) * size_of::<BufRingEntry>())?;
         let buffers = Region::new(usize::from(count) * buf_len as usize)?;
@@ -87,10 +96,21 @@ impl BufRing {
         // long; it stays mapped for as long as this BufRing, which the
         // backend drops only after the ring itself (field and local order),
         // so it outlives the registration.
-        unsafe { submitter.register_buf_ring_with_flags(entries.as_ptr() as u64, count, bgid, 0) }.map_err(
-            |e| io::Error::new(e.kind(), format!("registering a provided-buffer ring (IORING_REGISTER_PBUF_RING): {e}")),
-        )?;
-        let mut ring = BufRing { entries, buffers, count, buf_len, tail: 0, held: vec![true; count.into()].into() };
+        unsafe { submitter.register_buf_ring_with_flags(entries.as_ptr() as u64, count, bgid, 0) }
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("registering a provided-buffer ring (IORING_REGISTER_PBUF_RING): {e}"),
+                )
+            })?;
+        let mut ring = BufRing {
+            entries,
+            buffers,
+            count,
+            buf_len,
+            tail: 0,
+            held: vec![true; count.into()].into(),
+        };
         for bid in 0..count {
             ring.give_back(bid);
         }
@@ -111,12 +131,18 @@ impl BufRing {
         }
         *held = true;
         let len = len.min(self.buf_len as usize);
-        Some(ProvidedBuf { ring: self, bid, len })
+        Some(ProvidedBuf {
+            ring: self,
+            bid,
+            len,
+        })
     }
 
     /// Offers buffer `bid` to the kernel again and publishes the new tail.
     fn give_back(&mut self, bid: u16) {
-        let Some(held) = self.held.get_mut(usize::from(bid)) else { return };
+        let Some(held) = self.held.get_mut(usize::from(bid)) else {
+            return;
+        };
         if !*held {
             return;
         }
@@ -130,7 +156,11 @@ impl BufRing {
         // touches it now. The buffer address is inside `buffers`.
         unsafe {
             let entry = &mut *base.add(index);
-            entry.set_addr(self.buffers.as_ptr().add(usize::from(bid) * self.buf_len as usize) as u64);
+            entry.set_addr(
+                self.buffers
+                    .as_ptr()
+                    .add(usize::from(bid) * self.buf_len as usize) as u64,
+            );
             entry.set_len(self.buf_len);
             entry.set_bid(bid);
         }

@@ -7,7 +7,7 @@ use std::mem::size_of;
 
 use io_uring::types::RecvMsgOut;
 
-use crate::reactor::socket::{parse_control, sockaddr_to_std, RecvMeta, CONTROL_LEN};
+use crate::reactor::socket::{CONTROL_LEN, RecvMeta, parse_control, sockaddr_to_std};
 
 /// `struct io_uring_recvmsg_out`: four u32 (name, control and payload
 /// lengths, flags) at the start of every buffer.
@@ -53,10 +53,16 @@ impl RecvTemplate {
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let len = name.len().min(size_of::<libc::sockaddr_storage>());
         // SAFETY: `len` bytes fit both the source slice and the storage.
-        unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), len) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), len)
+        };
         let from = sockaddr_to_std(&storage)?;
         let (local_ip, ifindex) = parse_control(out.control_data());
-        let meta = RecvMeta { from, local_ip, ifindex };
+        let meta = RecvMeta {
+            from,
+            local_ip,
+            ifindex,
+        };
         if out.is_payload_truncated() {
             return Some((meta, &[]));
         }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use socket2::SockAddr;
 
 use crate::files::ServedFile;
-use crate::reactor::shard::{Outgoing, MAX_SEGMENTS};
-use crate::reactor::socket::{write_send_control, SEND_CONTROL_LEN};
+use crate::reactor::shard::{MAX_SEGMENTS, Outgoing};
+use crate::reactor::socket::{SEND_CONTROL_LEN, write_send_control};
 
 /// Largest head a slot holds: a DATA header, or an OACK or ERROR, which
 /// the shard builds in a buffer of this size.
@@ -43,7 +43,10 @@ impl Slot {
             // SAFETY: msghdr is plain data; all-zero (null pointers, zero
             // lengths) is a valid value.
             msg: unsafe { std::mem::zeroed() },
-            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2 * MAX_SEGMENTS],
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2 * MAX_SEGMENTS],
             to: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
             control: [0; SEND_CONTROL_LEN],
             head: [0; HEAD_MAX],
@@ -90,29 +93,44 @@ impl SendSlots {
             return Err(NoSlot::HeadTooLong);
         }
         let index = self.free.pop().ok_or(NoSlot::AllBusy)?;
-        let Some(slot) = self.slots.get_mut(index as usize) else { return Err(NoSlot::AllBusy) };
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return Err(NoSlot::AllBusy);
+        };
         slot.in_flight = true;
         let head_len = packet.head.len();
         slot.head[..head_len].copy_from_slice(packet.head);
-        slot.iov[0] = libc::iovec { iov_base: slot.head.as_mut_ptr().cast(), iov_len: head_len };
+        slot.iov[0] = libc::iovec {
+            iov_base: slot.head.as_mut_ptr().cast(),
+            iov_len: head_len,
+        };
         let mut iov_count = 1;
         if let Some((file, bytes)) = packet.payload {
             // The kernel reads these bytes straight from the mapping; the
             // Arc clone keeps the mapping alive until the completion.
-            slot.iov[1] = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+            slot.iov[1] = libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            };
             slot.file = Some(Arc::clone(file));
             iov_count = 2;
         }
         let more = &packet.more[..packet.more.len().min(MAX_SEGMENTS - 1)];
         for (i, segment) in more.iter().enumerate() {
             slot.segment_heads[i] = segment.head;
-            slot.iov[2 + 2 * i] = libc::iovec { iov_base: slot.segment_heads[i].as_mut_ptr().cast(), iov_len: 4 };
-            slot.iov[3 + 2 * i] =
-                libc::iovec { iov_base: segment.payload.as_ptr().cast_mut().cast(), iov_len: segment.payload.len() };
+            slot.iov[2 + 2 * i] = libc::iovec {
+                iov_base: slot.segment_heads[i].as_mut_ptr().cast(),
+                iov_len: 4,
+            };
+            slot.iov[3 + 2 * i] = libc::iovec {
+                iov_base: segment.payload.as_ptr().cast_mut().cast(),
+                iov_len: segment.payload.len(),
+            };
             iov_count += 2;
         }
         slot.gso = !more.is_empty();
-        let segment_size = slot.gso.then(|| (slot.iov[0].iov_len + slot.iov[1].iov_len) as u16);
+        let segment_size = slot
+            .gso
+            .then(|| (slot.iov[0].iov_len + slot.iov[1].iov_len) as u16);
         slot.to = SockAddr::from(packet.to);
         let control_len = write_send_control(&mut slot.control, packet.source, segment_size);
         slot.msg.msg_name = slot.to.as_ptr().cast_mut().cast();
@@ -135,7 +153,9 @@ impl SendSlots {
     /// Ignores an index that is not in flight. Returns whether that send
     /// was a GSO window.
     pub fn complete(&mut self, index: u32, shard: usize) -> bool {
-        let Some(slot) = self.slots.get_mut(index as usize) else { return false };
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return false;
+        };
         if !slot.in_flight {
             return false;
         }
@@ -143,7 +163,10 @@ impl SendSlots {
         if let Some(file) = slot.file.take() {
             file.gate().end(shard);
         }
-        slot.iov[1] = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        slot.iov[1] = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
         self.free.push(index);
         std::mem::take(&mut slot.gso)
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{run_with, RingConfig};
+use super::{RingConfig, run_with};
 use crate::files::{FileCache, Root, RootOptions};
 use crate::reactor::shard::{ShardCore, ShardStats};
 use crate::reactor::socket::bind_listen;
@@ -38,7 +38,13 @@ fn contents(len: usize, seed: u32) -> Vec<u8> {
 }
 
 fn settings(listen: SocketAddr, shards: usize) -> Settings {
-    Settings { listen: vec![listen], shards, io: IoMode::Uring, drain: Duration::from_millis(200), ..Settings::default() }
+    Settings {
+        listen: vec![listen],
+        shards,
+        io: IoMode::Uring,
+        drain: Duration::from_millis(200),
+        ..Settings::default()
+    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
@@ -73,19 +79,27 @@ impl Shard {
             run_with(&mut core, &for_thread, config)?;
             Ok(core.stats)
         });
-        Shard { shared, thread: Some(thread), addr }
+        Shard {
+            shared,
+            thread: Some(thread),
+            addr,
+        }
     }
 
     /// Stops the shard once its transfers are over (the final ACK may
     /// still be on its way when the client returns).
     fn stop(mut self) -> ShardStats {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.shared.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        while self.shared.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.shared.stop.store(true, Ordering::SeqCst);
         let thread = self.thread.take().unwrap();
-        thread.join().expect("shard panicked").expect("shard failed")
+        thread
+            .join()
+            .expect("shard panicked")
+            .expect("shard failed")
     }
 }
 
@@ -133,7 +147,8 @@ fn ack(block: u16) -> [u8; 4] {
 
 fn client() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s
 }
 
@@ -141,7 +156,14 @@ fn client() -> UdpSocket {
 fn recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
     match socket.recv_from(buf) {
         Ok(r) => Some(r),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
         Err(e) => panic!("recv: {e}"),
     }
 }
@@ -163,7 +185,10 @@ fn download_on(
     mut each_data: impl FnMut(SocketAddr, u16),
 ) -> Vec<u8> {
     let opts: Vec<(&str, String)> = match options {
-        Some((blksize, window)) => vec![("blksize", blksize.to_string()), ("windowsize", window.to_string())],
+        Some((blksize, window)) => vec![
+            ("blksize", blksize.to_string()),
+            ("windowsize", window.to_string()),
+        ],
         None => Vec::new(),
     };
     let (mut blksize, mut window) = (512usize, 1u16);
@@ -177,7 +202,11 @@ fn download_on(
     loop {
         let Some((n, from)) = recv(socket, &mut buf) else {
             timeouts += 1;
-            assert!(timeouts < 20, "download of {name} stalled after {} bytes", file.len());
+            assert!(
+                timeouts < 20,
+                "download of {name} stalled after {} bytes",
+                file.len()
+            );
             match tid {
                 Some(t) => {
                     socket.send_to(&ack(last_acked), t).unwrap();
@@ -250,7 +279,9 @@ fn probe_succeeds_on_this_kernel_or_explains_why_not() {
     // The probe's ring lived and died on another thread: no task work is
     // left to interrupt this thread's next blocking call.
     let socket = client();
-    socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let err = socket.recv_from(&mut [0u8; 4]).unwrap_err();
     assert_ne!(err.kind(), io::ErrorKind::Interrupted);
 }
@@ -304,7 +335,11 @@ fn a_packet_from_a_stranger_port_gets_error_5_and_the_transfer_goes_on() {
             let (n, from) = recv(&stranger, &mut buf).expect("an answer to the stranger");
             assert_eq!(from, tid);
             assert_eq!(opcode(&buf[..n]), ERROR);
-            assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), 5, "ERROR 5 (unknown transfer ID)");
+            assert_eq!(
+                u16::from_be_bytes([buf[2], buf[3]]),
+                5,
+                "ERROR 5 (unknown transfer ID)"
+            );
         }
     });
     assert!(checked);
@@ -317,15 +352,24 @@ fn concurrent_downloads_share_the_ring() {
     if !uring_usable() {
         return;
     }
-    let files: Vec<(String, Vec<u8>)> = (0..16).map(|i| (format!("f{i}"), contents(200_000 + i * 977, i as u32))).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| (format!("f{i}"), contents(200_000 + i * 977, i as u32)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     let dir = root_with(&refs);
     let shard = Shard::start(dir.path(), RingConfig::DEFAULT);
     let addr = shard.addr;
     std::thread::scope(|s| {
         for (i, (name, bytes)) in files.iter().enumerate() {
             s.spawn(move || {
-                let options = if i % 2 == 0 { Some((1468, 16)) } else { Some((512, 4)) };
+                let options = if i % 2 == 0 {
+                    Some((1468, 16))
+                } else {
+                    Some((512, 4))
+                };
                 for _ in 0..3 {
                     assert_eq!(&download(addr, name, options), bytes, "{name}");
                 }
@@ -342,7 +386,12 @@ fn few_slots_and_few_buffers_still_deliver_everything() {
     }
     // 4 slots for windows of 16 (sends wait for slots), 4 receive buffers
     // for bursts of junk (the multishot receive runs dry and is re-armed).
-    let config = RingConfig { sq_entries: 8, send_slots: 4, recv_buffers: 4, recv_buf_len: 2048 };
+    let config = RingConfig {
+        sq_entries: 8,
+        send_slots: 4,
+        recv_buffers: 4,
+        recv_buf_len: 2048,
+    };
     let bytes = contents(700_000, 4);
     let dir = root_with(&[("f", &bytes)]);
     let shard = Shard::start(dir.path(), config);
@@ -385,7 +434,10 @@ fn a_missing_file_gets_error_1() {
     let mut buf = [0u8; 600];
     let (n, from) = recv(&socket, &mut buf).expect("an error reply");
     assert_eq!(from, shard.addr, "a refusal comes from the listen socket");
-    assert_eq!((opcode(&buf[..n]), u16::from_be_bytes([buf[2], buf[3]])), (ERROR, 1));
+    assert_eq!(
+        (opcode(&buf[..n]), u16::from_be_bytes([buf[2], buf[3]])),
+        (ERROR, 1)
+    );
     shard.stop();
 }
 
@@ -397,10 +449,16 @@ fn a_buffer_is_lent_once_and_given_back_once() {
     let ring = super::build_ring(8, 16).unwrap();
     let mut bufs = super::BufRing::register(&ring.submitter(), 0, 4, 256).unwrap();
     {
-        let buf = bufs.take(1, 100).expect("a buffer the kernel could have filled");
+        let buf = bufs
+            .take(1, 100)
+            .expect("a buffer the kernel could have filled");
         assert_eq!(buf.bytes().len(), 100);
     } // given back here
-    assert_eq!(bufs.take(2, 9999).map(|b| b.bytes().len()), Some(256), "length clamped to the buffer");
+    assert_eq!(
+        bufs.take(2, 9999).map(|b| b.bytes().len()),
+        Some(256),
+        "length clamped to the buffer"
+    );
     assert!(bufs.take(4, 1).is_none(), "never offered");
     drop(ring);
 }

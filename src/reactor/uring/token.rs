@@ -34,7 +34,9 @@ impl Token {
     pub fn encode(self) -> u64 {
         match self {
             Token::Recv { key, generation } => {
-                (KIND_RECV << KIND_SHIFT) | ((u64::from(generation) & GENERATION_MASK) << 32) | u64::from(key)
+                (KIND_RECV << KIND_SHIFT)
+                    | ((u64::from(generation) & GENERATION_MASK) << 32)
+                    | u64::from(key)
             }
             Token::Send { slot } => (KIND_SEND << KIND_SHIFT) | u64::from(slot),
             Token::Cancel => KIND_CANCEL << KIND_SHIFT,
@@ -45,7 +47,10 @@ impl Token {
     pub fn decode(user_data: u64) -> Token {
         let low = (user_data & LOW_MASK) as u32;
         match user_data >> KIND_SHIFT {
-            KIND_RECV => Token::Recv { key: low, generation: ((user_data >> 32) & GENERATION_MASK) as u32 },
+            KIND_RECV => Token::Recv {
+                key: low,
+                generation: ((user_data >> 32) & GENERATION_MASK) as u32,
+            },
             KIND_SEND => Token::Send { slot: low },
             KIND_CANCEL => Token::Cancel,
             _ => Token::Probe,
@@ -65,9 +70,18 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for token in [
-            Token::Recv { key: 0, generation: 0 },
-            Token::Recv { key: u32::MAX, generation: (1 << GENERATION_BITS) - 1 },
-            Token::Recv { key: 7, generation: 12345 },
+            Token::Recv {
+                key: 0,
+                generation: 0,
+            },
+            Token::Recv {
+                key: u32::MAX,
+                generation: (1 << GENERATION_BITS) - 1,
+            },
+            Token::Recv {
+                key: 7,
+                generation: 12345,
+            },
             Token::Send { slot: 0 },
             Token::Send { slot: 4095 },
             Token::Cancel,
@@ -80,8 +94,16 @@ mod tests {
     #[test]
     fn generations_wrap_and_keep_keys_apart() {
         assert_eq!(next_generation((1 << GENERATION_BITS) - 1), 0);
-        let old = Token::Recv { key: 3, generation: 5 }.encode();
-        let new = Token::Recv { key: 3, generation: next_generation(5) }.encode();
+        let old = Token::Recv {
+            key: 3,
+            generation: 5,
+        }
+        .encode();
+        let new = Token::Recv {
+            key: 3,
+            generation: next_generation(5),
+        }
+        .encode();
         assert_ne!(old, new);
     }
 }

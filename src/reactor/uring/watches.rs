@@ -7,7 +7,7 @@
 
 use std::os::fd::RawFd;
 
-use super::token::{next_generation, Token};
+use super::token::{Token, next_generation};
 
 #[derive(Debug, Clone, Copy)]
 struct Watch {
@@ -18,7 +18,11 @@ struct Watch {
     armed: bool,
 }
 
-const UNWATCHED: Watch = Watch { fd: None, generation: 0, armed: false };
+const UNWATCHED: Watch = Watch {
+    fd: None,
+    generation: 0,
+    armed: false,
+};
 
 #[derive(Debug, Default)]
 pub struct Watches {
@@ -38,7 +42,10 @@ impl Watches {
         }
         let watch = &mut self.by_key[key];
         watch.fd = Some(fd);
-        Some(Token::Recv { key: key32, generation: watch.generation })
+        Some(Token::Recv {
+            key: key32,
+            generation: watch.generation,
+        })
     }
 
     /// The receive for `token` was submitted.
@@ -53,7 +60,10 @@ impl Watches {
     /// token of the receive to cancel, if one is armed.
     pub fn unwatch(&mut self, key: usize) -> Option<Token> {
         let watch = self.by_key.get_mut(key)?;
-        let armed = watch.armed.then_some(Token::Recv { key: key as u32, generation: watch.generation });
+        let armed = watch.armed.then_some(Token::Recv {
+            key: key as u32,
+            generation: watch.generation,
+        });
         watch.fd = None;
         watch.armed = false;
         watch.generation = next_generation(watch.generation);
@@ -63,9 +73,15 @@ impl Watches {
     /// The socket `token` was armed on, when it is still the key's current
     /// watch; `None` for a stale generation or an unwatched key.
     pub fn current(&self, token: Token) -> Option<RawFd> {
-        let Token::Recv { key, generation } = token else { return None };
+        let Token::Recv { key, generation } = token else {
+            return None;
+        };
         let watch = self.by_key.get(key as usize)?;
-        if watch.generation == generation { watch.fd } else { None }
+        if watch.generation == generation {
+            watch.fd
+        } else {
+            None
+        }
     }
 
     /// The receive for `token` posted its final completion. Returns the
@@ -88,12 +104,21 @@ impl Watches {
 
     /// Every watched key (for shutdown).
     pub fn watched_keys(&self) -> Vec<usize> {
-        self.by_key.iter().enumerate().filter(|(_, w)| w.fd.is_some()).map(|(k, _)| k).collect()
+        self.by_key
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.fd.is_some())
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn current_mut(&mut self, token: Token) -> Option<&mut Watch> {
-        let Token::Recv { key, generation } = token else { return None };
-        self.by_key.get_mut(key as usize).filter(|w| w.generation == generation && w.fd.is_some())
+        let Token::Recv { key, generation } = token else {
+            return None;
+        };
+        self.by_key
+            .get_mut(key as usize)
+            .filter(|w| w.generation == generation && w.fd.is_some())
     }
 }
 
