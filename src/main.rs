@@ -75,10 +75,12 @@ fn serve(cli: &Cli) -> Result<(), String> {
     // thread starts so every thread inherits the mask.
     let signals = rackboot::signals::block_termination();
     let listen = config.settings.listen.clone();
-    let server = Server::start(config.settings, cache, proxy_run).map_err(|e| e.to_string())?;
+    let bound = Server::bind(config.settings, cache, proxy_run).map_err(|e| e.to_string())?;
+    // Every socket is bound: drop privileges before any request is served.
     if let Some(user) = &config.user {
         rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
     }
+    let server = bound.start().map_err(|e| e.to_string())?;
     for addr in &listen {
         tracing::info!(
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",

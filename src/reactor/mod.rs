@@ -103,14 +103,32 @@ pub struct ProxyRun {
     pub listen: proxy::ProxyListen,
 }
 
+/// A server whose sockets are bound but whose threads have not started:
+/// the moment to drop privileges, before any request is served.
+pub struct Bound {
+    settings: Settings,
+    cache: FileCache,
+    per_shard: Vec<Vec<std::net::UdpSocket>>,
+    proxy_run: Option<ProxyRun>,
+    backend: IoMode,
+}
+
 impl Server {
-    /// Binds every listen socket for every shard (so privileges can be
-    /// dropped right after) and starts the shard threads.
+    /// Binds and starts at once (when no privileges are to be dropped).
     pub fn start(
         settings: Settings,
         cache: FileCache,
         proxy_run: Option<ProxyRun>,
     ) -> io::Result<Server> {
+        Server::bind(settings, cache, proxy_run)?.start()
+    }
+
+    /// Picks the backend and binds every listen socket for every shard.
+    pub fn bind(
+        settings: Settings,
+        cache: FileCache,
+        proxy_run: Option<ProxyRun>,
+    ) -> io::Result<Bound> {
         let backend = match settings.io {
             IoMode::Epoll => IoMode::Epoll,
             IoMode::Uring => {
@@ -147,6 +165,26 @@ impl Server {
                 .collect::<io::Result<Vec<_>>>()?;
             per_shard.push(sockets);
         }
+        Ok(Bound {
+            settings,
+            cache,
+            per_shard,
+            proxy_run,
+            backend,
+        })
+    }
+}
+
+impl Bound {
+    /// Starts the shard threads (and the proxy thread) on the bound sockets.
+    pub fn start(self) -> io::Result<Server> {
+        let Bound {
+            settings,
+            cache,
+            per_shard,
+            proxy_run,
+            backend,
+        } = self;
         let shared = Arc::new(Shared {
             settings,
             cache,
@@ -188,7 +226,9 @@ impl Server {
             backend,
         })
     }
+}
 
+impl Server {
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
