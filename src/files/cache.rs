@@ -94,6 +94,22 @@ impl ServedFile {
     pub fn gate(&self) -> &SendGate {
         &self.gate
     }
+
+    /// Whether the file still is the version mapped (size and mtime, by
+    /// fstat on the descriptor we hold). A writer updates these before its
+    /// data lands, so checking before the last block keeps a transfer from
+    /// completing with changed bytes should a write ever get past the
+    /// lease. Private copies cannot change.
+    pub fn unchanged(&self) -> bool {
+        // Size and mtime only: a rename over the file unlinks this inode,
+        // which changes its ctime but not its bytes.
+        match &self.leased {
+            Some(file) => Identity::of(file).is_ok_and(|now| {
+                now.size == self.identity.size && now.mtime_ns == self.identity.mtime_ns
+            }),
+            None => true,
+        }
+    }
 }
 
 impl Drop for ServedFile {

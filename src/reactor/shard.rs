@@ -482,6 +482,12 @@ impl ShardCore {
                     io.send(Outgoing::single(fd, to, source, &self.scratch[..n]));
                 }
                 Transmit::Data { block, offset, len } => {
+                    // The last block completes the transfer: one fstat
+                    // first, so a changed file ends with an ERROR instead.
+                    if offset + len as u64 == file.len() && !file.unchanged() {
+                        revoked = true;
+                        break;
+                    }
                     let segment = Segment {
                         head: wire::data_header(block),
                         payload: file.slice(offset, len),
