@@ -5,6 +5,9 @@ Each server runs alone on 127.0.0.1:69, pinned to CPU 0, inside fresh
 cpuacct and memory cgroups (so forked children and threads are counted);
 rackboot-load runs pinned to CPU 1. Every scenario runs --runs times per
 server; the table shows medians and each figure's ratio to the best peer.
+`--servers floor,...` adds tools/tftp-floor.rs, a bare lock-step responder
+(S1, S2 only: no windows, no retransmission) whose CPU per GiB is the
+kernel's own cost for the traffic: a yardstick, never counted as a peer.
 
     sudo python3 tools/bench.py                 # all scenarios, 3 runs
     sudo python3 tools/bench.py --scenarios S1,S3 --runs 1 --servers rackboot,dnsmasq
@@ -84,6 +87,8 @@ def server_command(name: str, root: Path, work: Path) -> list[str]:
     if name == "rackboot":
         return [str(REPO / "target/release/rackboot"), "--root", str(root), "--listen", f"{HOST}:{PORT}",
                 "--shards", "1", "--max-transfers", "20000", "--max-per-client", "20000"]
+    if name == "floor":
+        return [str(REPO / "target/release/tftp-floor"), "--root", str(root), "--listen", f"{HOST}:{PORT}"]
     if name == "dnsmasq":
         return ["dnsmasq", "--keep-in-foreground", "--port=0", "--enable-tftp", f"--tftp-root={root}",
                 f"--listen-address={HOST}", "--bind-interfaces", "--tftp-max=20000", "--user=root",
@@ -258,10 +263,11 @@ def main() -> int:
         a = SCENARIOS[s][1]
         needed |= {a[a.index("--file") + 1]} if "--file" in a else set(FILES) - {"f32m", "f1g"}
     make_root(root, needed)
-    subprocess.run(["cargo", "build", "--release", "--bin", "rackboot", "--bin", "rackboot-load"], cwd=REPO, check=True)
+    subprocess.run(["cargo", "build", "--release", "--bin", "rackboot", "--bin", "rackboot-load", "--bin", "tftp-floor"],
+                   cwd=REPO, check=True)
     load_bin = REPO / "target/release/rackboot-load"
     for s in servers:
-        if s != "rackboot" and s != "atftpd" and not shutil.which(server_command(s, root, work)[0]):
+        if s not in ("rackboot", "atftpd", "floor") and not shutil.which(server_command(s, root, work)[0]):
             sys.exit(f"bench.py: {s} not installed (apt-get install dnsmasq tftpd-hpa)")
     results: dict = {}
     for scenario in scenarios:
@@ -283,7 +289,7 @@ def print_table(results: dict, servers: list[str]) -> None:
     print("| scenario | server | MiB/s | transfers/s | CPU-s/GiB | p99 ms | peak RSS MiB (private) | failed | vs best peer (MiB/s, CPU) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for scenario, by_server in results.items():
-        peers = {s: r for s, r in by_server.items() if s != "rackboot"}
+        peers = {s: r for s, r in by_server.items() if s not in ("rackboot", "floor")}
         best_tp = max((r["mib_s"] for r in peers.values()), default=0)
         best_cpu = min((r["cpu_s_per_gib"] for r in peers.values() if r["ok"] > 0), default=0)
         for server in servers:
