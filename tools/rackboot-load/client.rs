@@ -25,7 +25,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use rackboot::wire::tftp::{self as wire, ErrorCode, Opcode, Options, Packet};
@@ -86,8 +86,8 @@ pub enum Role {
 /// What the answer should be.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
-    /// The file's exact content (from `--verify-dir`).
-    pub content: Option<Arc<[u8]>>,
+    /// The file's exact content (from `--verify-dir`), mapped.
+    pub content: Option<Bytes>,
     /// ERROR 1 (file not found) is an expected answer, not a failure.
     pub may_miss: bool,
 }
@@ -586,7 +586,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn content(len: usize) -> Arc<[u8]> {
+    fn content(len: usize) -> Bytes {
         (0..len)
             .map(|i| (i * 7 + i / 251) as u8)
             .collect::<Vec<_>>()
