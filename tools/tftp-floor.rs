@@ -26,7 +26,10 @@ const BATCH: usize = 256;
 const MAX_DATAGRAM: usize = 1500;
 
 #[derive(Parser)]
-#[command(name = "tftp-floor", about = "A minimal lock-step TFTP responder: the kernel's cost floor")]
+#[command(
+    name = "tftp-floor",
+    about = "A minimal lock-step TFTP responder: the kernel's cost floor"
+)]
 struct Cli {
     /// Directory the files are read from.
     #[arg(long)]
@@ -53,12 +56,21 @@ fn main() -> io::Result<()> {
     let mut rx_addr: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut rx_iov: Vec<libc::iovec> = rx
         .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: MAX_DATAGRAM,
+        })
         .collect();
     let mut rx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     // Per reply: a 4-byte header (or a short OACK/ERROR) and a file slice.
     let mut heads = vec![[0u8; 64]; BATCH];
-    let mut tx_iov = vec![[libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]; BATCH];
+    let mut tx_iov = vec![
+        [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0
+        }; 2];
+        BATCH
+    ];
     let mut tx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
 
     loop {
@@ -71,7 +83,13 @@ fn main() -> io::Result<()> {
         }
         // SAFETY: every header points into the buffers above, sized as stated.
         let n = unsafe {
-            libc::recvmmsg(fd, rx_msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                rx_msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -83,15 +101,29 @@ fn main() -> io::Result<()> {
         let mut replies = 0;
         for i in 0..n as usize {
             let len = rx_msgs[i].msg_len as usize;
-            let Some(peer) = to_std(&rx_addr[i]) else { continue };
-            let packet = &rx[i][..len];
-            let Some((head_len, payload)) =
-                answer(packet, peer, &cli.root, &mut files, &mut by_name, &mut transfers, &mut heads[replies])
-            else {
+            let Some(peer) = to_std(&rx_addr[i]) else {
                 continue;
             };
-            tx_iov[replies][0] = libc::iovec { iov_base: heads[replies].as_mut_ptr().cast(), iov_len: head_len };
-            tx_iov[replies][1] = libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() };
+            let packet = &rx[i][..len];
+            let Some((head_len, payload)) = answer(
+                packet,
+                peer,
+                &cli.root,
+                &mut files,
+                &mut by_name,
+                &mut transfers,
+                &mut heads[replies],
+            ) else {
+                continue;
+            };
+            tx_iov[replies][0] = libc::iovec {
+                iov_base: heads[replies].as_mut_ptr().cast(),
+                iov_len: head_len,
+            };
+            tx_iov[replies][1] = libc::iovec {
+                iov_base: payload.as_ptr() as *mut _,
+                iov_len: payload.len(),
+            };
             let h = &mut tx_msgs[replies].msg_hdr;
             h.msg_name = (&raw mut rx_addr[i]).cast();
             h.msg_namelen = rx_msgs[i].msg_hdr.msg_namelen;
@@ -102,7 +134,9 @@ fn main() -> io::Result<()> {
         let mut sent = 0;
         while sent < replies {
             // SAFETY: as for the receive; payloads point into live mappings.
-            let m = unsafe { libc::sendmmsg(fd, tx_msgs[sent..].as_mut_ptr(), (replies - sent) as u32, 0) };
+            let m = unsafe {
+                libc::sendmmsg(fd, tx_msgs[sent..].as_mut_ptr(), (replies - sent) as u32, 0)
+            };
             if m <= 0 {
                 break; // a lost reply is the client's to retry
             }
@@ -131,7 +165,11 @@ fn answer<'a>(
             let mut blksize = 512;
             while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
                 if k.eq_ignore_ascii_case(b"blksize") {
-                    blksize = std::str::from_utf8(v).ok()?.parse::<usize>().ok()?.clamp(8, MAX_DATAGRAM - 32);
+                    blksize = std::str::from_utf8(v)
+                        .ok()?
+                        .parse::<usize>()
+                        .ok()?
+                        .clamp(8, MAX_DATAGRAM - 32);
                 }
             }
             let file = match by_name.get(&name) {

@@ -23,9 +23,9 @@
 
 #![forbid(unsafe_code)]
 
+use bytes::Bytes;
 use std::fmt;
 use std::net::SocketAddr;
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use rackboot::wire::tftp::{self as wire, ErrorCode, Opcode, Options, Packet};
