@@ -277,6 +277,20 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// A file's bytes, mapped read-only and populated up front: a page fault
+/// per page during the run would slow the client, not the server. Verify
+/// copies must not change during a run (a change shows up as a mismatch;
+/// a file that shrinks faults the mapping's tail).
+pub fn map_file(path: &std::path::Path) -> Option<Bytes> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return Some(Bytes::new()); // an empty file cannot be mapped
+    }
+    // SAFETY: see above; the mapping lives as long as any Bytes clone.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
+    Some(Bytes::from_owner(map))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,18 +340,4 @@ mod tests {
             .is_err()
         );
     }
-}
-
-/// A file's bytes, mapped read-only and populated up front: a page fault
-/// per page during the run would slow the client, not the server. Verify
-/// copies must not change during a run (a change shows up as a mismatch;
-/// a file that shrinks faults the mapping's tail).
-pub fn map_file(path: &std::path::Path) -> Option<Bytes> {
-    let file = std::fs::File::open(path).ok()?;
-    if file.metadata().ok()?.len() == 0 {
-        return Some(Bytes::new()); // an empty file cannot be mapped
-    }
-    // SAFETY: see above; the mapping lives as long as any Bytes clone.
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
-    Some(Bytes::from_owner(map))
 }
