@@ -56,14 +56,14 @@ pub fn check(config: &Config) -> Vec<String> {
                 || f.ends_with(".kkpxe")
                 || f.starts_with("snponly")
         };
-        if proxy.proxy.ipxe_script.is_none() {
-            if let Some(b) = proxy.boot.iter().find(|b| is_ipxe(&b.file)) {
-                out.push(format!(
+        if proxy.proxy.ipxe_script.is_none()
+            && let Some(b) = proxy.boot.iter().find(|b| is_ipxe(&b.file))
+        {
+            out.push(format!(
                     "warning: boot file {} looks like iPXE but no ipxe_script is set: iPXE will be handed itself \
                      again and loop; set --ipxe-script (or [proxy] ipxe_script)",
                     b.file
                 ));
-            }
         }
         // Each file once, with every use of it.
         let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();

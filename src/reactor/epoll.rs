@@ -62,16 +62,16 @@ impl Backend for EpollIo {
     }
 
     fn send(&mut self, packet: Outgoing<'_>) {
-        if !packet.more.is_empty() && self.gso {
-            if let Err(errno) = send_gso(&packet) {
-                if is_gso_unsupported(errno) {
-                    tracing::info!(
-                        "UDP GSO unavailable here ({}); sending packet by packet",
-                        io::Error::from_raw_os_error(errno)
-                    );
-                    self.gso = false;
-                }
-            }
+        if !packet.more.is_empty()
+            && self.gso
+            && let Err(errno) = send_gso(&packet)
+            && is_gso_unsupported(errno)
+        {
+            tracing::info!(
+                "UDP GSO unavailable here ({}); sending packet by packet",
+                io::Error::from_raw_os_error(errno)
+            );
+            self.gso = false;
         }
         if packet.more.is_empty() || !self.gso {
             let first = packet.payload.map(|(_, bytes)| bytes);

@@ -660,10 +660,10 @@ impl ShardCore {
         let key = self
             .endpoints
             .insert(Endpoint::Transfer(Box::new(transfer)));
-        if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
-            if t.socket.is_some() {
-                io.watch(key, send_fd);
-            }
+        if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key)
+            && t.socket.is_some()
+        {
+            io.watch(key, send_fd);
         }
         self.peers.insert(meta.from, key);
         Some(key)
