@@ -52,6 +52,8 @@ fn main() -> io::Result<()> {
     let mut by_name: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut transfers: HashMap<SocketAddr, Transfer> = HashMap::new();
 
+    // SAFETY (each `zeroed` below): all-zero bytes are a valid, empty
+    // sockaddr_storage and mmsghdr; the loop fills in every pointer.
     let mut rx = vec![[0u8; MAX_DATAGRAM]; BATCH];
     let mut rx_addr: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut rx_iov: Vec<libc::iovec> = rx
@@ -175,7 +177,17 @@ fn answer<'a>(
             let file = match by_name.get(&name) {
                 Some(&f) => f,
                 None => {
-                    let path = root.join(std::str::from_utf8(&name).ok()?.trim_start_matches('/'));
+                    let relative = std::path::Path::new(
+                        std::str::from_utf8(&name).ok()?.trim_start_matches('/'),
+                    );
+                    // Never outside the root, even as a yardstick.
+                    if relative
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                    {
+                        return None;
+                    }
+                    let path = root.join(relative);
                     let Ok(f) = File::open(path) else {
                         head[..5].copy_from_slice(&[0, 5, 0, 1, 0]); // ERROR 1, empty message
                         return Some((5, &[]));
