@@ -469,3 +469,70 @@ fn harness_self_check() {
         "{err}"
     );
 }
+
+/// netascii (tftp-hpa's default mode): the server sends every LF as CR LF
+/// and every CR as CR NUL, and tftp-hpa in netascii mode decodes that back
+/// into the file's exact bytes, across block boundaries; a raw RRQ shows
+/// the encoding on the wire.
+#[test]
+fn netascii_round_trip() {
+    let fx = Fixture::new(&[]);
+    // Lines, a DOS line end, bare CRs and a CR on a block boundary (511).
+    let mut text = b"DEFAULT menu.c32\nPROMPT 0\r\nLABEL local\rx\0y\n".to_vec();
+    text.resize(511, b'.');
+    text.extend_from_slice(b"\r\n\r\rend\n");
+    text.extend((0..3000u32).map(|i| {
+        if i % 61 == 0 {
+            b'\n'
+        } else {
+            b'a' + (i % 26) as u8
+        }
+    }));
+    std::fs::write(fx.root().join("pxelinux.cfg"), &text).unwrap();
+    for io in [Io::Epoll, Io::Uring] {
+        let server = Server::spawn(&fx.root(), &ServerConfig::new(io));
+        let local = fx.download_path(&format!("netascii-{io:?}"));
+        let args: Vec<String> = ["-v", "-m", "netascii"]
+            .into_iter()
+            .map(String::from)
+            .chain([
+                server.addr_v4().ip().to_string(),
+                server.addr_v4().port().to_string(),
+                "-c".into(),
+                "get".into(),
+                "pxelinux.cfg".into(),
+                local.display().to_string(),
+            ])
+            .collect();
+        let out = run_with_timeout("tftp", &args, &fx.downloads(), CLIENT_TIMEOUT);
+        assert!(
+            Client::TftpHpa.succeeded(&out),
+            "{io:?}: {}",
+            out.describe()
+        );
+        let got = std::fs::read(&local).unwrap();
+        assert!(
+            got == text,
+            "{io:?}: netascii download differs from the file"
+        );
+
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(b"\x00\x01pxelinux.cfg\x00netascii\x00", server.addr_v4())
+            .unwrap();
+        let mut reply = [0u8; 600];
+        let (n, tid) = sock
+            .recv_from(&mut reply)
+            .unwrap_or_else(|e| panic!("{io:?}: no answer to a netascii RRQ: {e}"));
+        // End the transfer, so that the server stops at once below.
+        sock.send_to(&error_packet(0, "enough"), tid).unwrap();
+        let wire = rackboot::tftp::netascii::encode(&text);
+        assert_eq!(&reply[..4], &[0, 3, 0, 1], "{io:?}: DATA 1");
+        assert_eq!(
+            &reply[4..n],
+            &wire[..512],
+            "{io:?}: block 1 is the encoded bytes"
+        );
+        server.stop();
+    }
+}

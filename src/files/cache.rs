@@ -91,6 +91,18 @@ impl ServedFile {
         &bytes[start..end]
     }
 
+    /// The whole file, read through the descriptor (never from the
+    /// mapping, which a truncate would turn into SIGBUS). None when it
+    /// changed while being read.
+    fn read_whole(&self) -> Option<Vec<u8>> {
+        match (&self.contents, &self.leased) {
+            (Contents::Empty, _) => Some(Vec::new()),
+            (Contents::Copied(bytes), _) => Some(bytes.to_vec()),
+            (Contents::Mapped(_), Some(file)) => read_stable(file, self.identity).map(Vec::from),
+            (Contents::Mapped(_), None) => None,
+        }
+    }
+
     pub fn gate(&self) -> &SendGate {
         &self.gate
     }
@@ -127,7 +139,15 @@ pub struct FileCache {
     root: Root,
     shards: usize,
     entries: Mutex<HashMap<(u64, u64), Weak<ServedFile>>>,
+    /// Netascii conversions, one per file version (the version converted
+    /// is the identity stored beside it), shared by concurrent reads.
+    netascii: Mutex<HashMap<(u64, u64), (Identity, Weak<ServedFile>)>>,
 }
+
+/// Largest file a netascii read converts: the conversion is a private copy
+/// (up to twice the size), and such reads are for configurations and
+/// quick tests, not kernels.
+pub const NETASCII_MAX_BYTES: u64 = 64 << 20;
 
 impl FileCache {
     pub fn new(root: Root, shards: usize) -> FileCache {
@@ -135,6 +155,7 @@ impl FileCache {
             root,
             shards,
             entries: Mutex::new(HashMap::new()),
+            netascii: Mutex::new(HashMap::new()),
         }
     }
 
@@ -160,6 +181,42 @@ impl FileCache {
             entries.retain(|_, w| w.strong_count() > 0);
         }
         entries.insert(key, Arc::downgrade(&served));
+        Ok(served)
+    }
+
+    /// Opens a requested file for a netascii read: its current version,
+    /// converted (see `tftp::netascii`) once and shared while in use.
+    pub fn open_netascii(&self, requested: &[u8]) -> Result<Arc<ServedFile>, ResolveError> {
+        let original = self.open(requested)?;
+        if original.len() > NETASCII_MAX_BYTES {
+            return Err(ResolveError::TooLargeForNetascii);
+        }
+        let key = (original.identity.dev, original.identity.ino);
+        let mut converted = self.netascii.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((version, weak)) = converted.get(&key)
+            && *version == original.identity
+            && let Some(existing) = weak.upgrade()
+        {
+            return Ok(existing);
+        }
+        let bytes = original.read_whole().ok_or(ResolveError::Busy)?;
+        let wire = crate::tftp::netascii::encode(&bytes);
+        let served = Arc::new(ServedFile {
+            name: original.name.clone(),
+            identity: Identity {
+                size: wire.len() as u64,
+                ..original.identity
+            },
+            contents: if wire.is_empty() {
+                Contents::Empty
+            } else {
+                Contents::Copied(wire.into_boxed_slice())
+            },
+            gate: Arc::new(SendGate::new(self.shards)),
+            leased: None,
+        });
+        converted.retain(|_, (_, w)| w.strong_count() > 0);
+        converted.insert(key, (original.identity, Arc::downgrade(&served)));
         Ok(served)
     }
 
@@ -304,6 +361,31 @@ mod tests {
         std::fs::write(dir.path().join(name), bytes).unwrap();
         let root = Root::open(dir.path(), RootOptions::default()).unwrap();
         (dir, FileCache::new(root, 2))
+    }
+
+    #[test]
+    fn netascii_is_converted_once_per_version_and_bounded() {
+        let (dir, cache) = cache_with("cfg", b"a\nb\r");
+        let a = cache.open_netascii(b"cfg").unwrap();
+        assert_eq!(a.slice(0, 100), b"a\r\nb\r\0");
+        assert_eq!(a.len(), 6, "tsize counts the bytes sent");
+        let b = cache.open_netascii(b"cfg").unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one conversion shared");
+        assert_eq!(
+            cache.open(b"cfg").unwrap().slice(0, 100),
+            b"a\nb\r",
+            "octet unchanged"
+        );
+        std::fs::write(dir.path().join("cfg.new"), b"\n").unwrap();
+        std::fs::rename(dir.path().join("cfg.new"), dir.path().join("cfg")).unwrap();
+        assert_eq!(cache.open_netascii(b"cfg").unwrap().slice(0, 100), b"\r\n");
+        let big = std::fs::File::create(dir.path().join("big")).unwrap();
+        big.set_len(NETASCII_MAX_BYTES + 1).unwrap(); // sparse
+        drop(big); // open for writing, it would be answered busy
+        assert_eq!(
+            cache.open_netascii(b"big").err(),
+            Some(ResolveError::TooLargeForNetascii)
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum ResolveError {
     /// The process ran out of file descriptors (or the system did).
     #[error("Server busy, try again")]
     Overloaded,
+    /// A netascii read of a file larger than `cache::NETASCII_MAX_BYTES`.
+    #[error("File too large for netascii mode, ask for octet")]
+    TooLargeForNetascii,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

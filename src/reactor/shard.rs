@@ -678,7 +678,11 @@ impl ShardCore {
         now: Instant,
     ) {
         self.stats.requests += 1;
-        let file = match self.shared.cache.open(req.filename) {
+        let opened = match req.mode {
+            wire::Mode::Octet => self.shared.cache.open(req.filename),
+            wire::Mode::Netascii => self.shared.cache.open_netascii(req.filename),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 self.stats.refused += 1;
@@ -694,6 +698,7 @@ impl ShardCore {
                     ResolveError::NotFound => ErrorCode::FileNotFound,
                     ResolveError::Refused => ErrorCode::AccessViolation,
                     ResolveError::Busy | ResolveError::Overloaded => ErrorCode::NotDefined,
+                    ResolveError::TooLargeForNetascii => ErrorCode::DiskFull,
                 };
                 return self.reply_error(io, listen_key, meta, code, &e.to_string());
             }

@@ -2,6 +2,7 @@
 //! machines. Time comes in as an argument; packets go out as values.
 #![forbid(unsafe_code)]
 
+pub mod netascii;
 pub mod options;
 pub mod rtt;
 pub mod transfer;
