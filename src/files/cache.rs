@@ -141,8 +141,11 @@ pub struct FileCache {
     entries: Mutex<HashMap<(u64, u64), Weak<ServedFile>>>,
     /// Netascii conversions, one per file version (the version converted
     /// is the identity stored beside it), shared by concurrent reads.
-    netascii: Mutex<HashMap<(u64, u64), (Identity, Weak<ServedFile>)>>,
+    netascii: Mutex<HashMap<(u64, u64), Converted>>,
 }
+
+/// A netascii conversion and the version of the file it was made from.
+type Converted = (Identity, Weak<ServedFile>);
 
 /// Largest file a netascii read converts: the conversion is a private copy
 /// (up to twice the size), and such reads are for configurations and
