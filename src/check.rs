@@ -60,10 +60,10 @@ pub fn check(config: &Config) -> Vec<String> {
             && let Some(b) = proxy.boot.iter().find(|b| is_ipxe(&b.file))
         {
             out.push(format!(
-                    "warning: boot file {} looks like iPXE but no ipxe_script is set: iPXE will be handed itself \
-                     again and loop; set --ipxe-script (or [proxy] ipxe_script)",
-                    b.file
-                ));
+                "warning: boot file {} looks like iPXE but no ipxe_script is set: iPXE will be handed itself \
+                 again and loop; set --ipxe-script (or [proxy] ipxe_script)",
+                b.file
+            ));
         }
         // Each file once, with every use of it.
         let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
