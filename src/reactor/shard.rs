@@ -114,6 +114,13 @@ struct Transfer {
     kind: Kind,
 }
 
+impl Transfer {
+    /// A packet of `head` bytes alone (OACK, ACK, ERROR) to the peer.
+    fn single<'a>(&self, head: &'a [u8]) -> Outgoing<'a> {
+        Outgoing::single(self.send_fd, self.peer, self.source, head)
+    }
+}
+
 // Transfers are boxed already; the read variant is the common one.
 #[allow(clippy::large_enum_variant)]
 enum Kind {
@@ -542,12 +549,7 @@ impl ShardCore {
             return;
         };
         let n = wire::emit_error(&mut self.scratch, code, msg).unwrap_or(0);
-        io.send(Outgoing::single(
-            t.send_fd,
-            t.peer,
-            t.source,
-            &self.scratch[..n],
-        ));
+        io.send(t.single(&self.scratch[..n]));
     }
 
     /// An ERROR answering a request, sent from the listen socket.
@@ -843,12 +845,7 @@ impl ShardCore {
             wire::emit_ack(&mut self.scratch, 0).unwrap_or(0)
         };
         if let Some(Endpoint::Transfer(t)) = self.endpoints.get(key) {
-            io.send(Outgoing::single(
-                t.send_fd,
-                t.peer,
-                t.source,
-                &self.scratch[..n],
-            ));
+            io.send(t.single(&self.scratch[..n]));
         }
         self.schedule(key, now + idle);
     }
@@ -895,17 +892,12 @@ impl ShardCore {
                 return self.finish(io, key, Outcome::TimedOut, now);
             }
         }
+        let deadline = up.machine.deadline();
         let n = wire::emit_ack(&mut self.scratch, ack).unwrap_or(0);
-        io.send(Outgoing::single(
-            t.send_fd,
-            t.peer,
-            t.source,
-            &self.scratch[..n],
-        ));
+        io.send(t.single(&self.scratch[..n]));
         if last {
             self.finish(io, key, Outcome::Complete, now);
         } else {
-            let deadline = up.machine.deadline();
             self.schedule(key, deadline);
         }
     }

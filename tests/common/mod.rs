@@ -281,15 +281,20 @@ impl Server {
 
     /// The last 8 KiB of the server's stdout/stderr.
     pub fn log_tail(&self) -> String {
-        let text = fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let mut start = text.len().saturating_sub(8192);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
+        file_tail(&self.log)
     }
+}
+
+/// The last 8 KiB of a log file, as text (empty when unreadable).
+pub fn file_tail(path: &Path) -> String {
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut start = text.len().saturating_sub(8192);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
 }
 
 impl Drop for Server {

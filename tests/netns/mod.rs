@@ -440,14 +440,7 @@ impl NsServer {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let mut start = text.len().saturating_sub(8192);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
+        crate::common::file_tail(&self.log)
     }
 
     /// The whole log.
