@@ -148,14 +148,16 @@ fn assert_proxy_reply(request: &[u8], reply: &Reply, bytes: &[u8]) -> Message {
     assert_eq!(message.chaddr(), asked.chaddr());
     assert_eq!(message.hlen(), asked.hlen());
     assert_eq!(message.giaddr(), asked.giaddr());
-    assert_eq!(message.ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(
+        message.yiaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "a proxy never offers an address"
+    );
+    assert_eq!(message.secs(), 0);
+    assert_eq!(message.htype(), asked.htype());
     let expected_type = match reply.kind {
         ReplyKind::Offer => {
-            assert_eq!(
-                message.yiaddr(),
-                Ipv4Addr::UNSPECIFIED,
-                "a proxy never offers an address"
-            );
+            assert_eq!(message.ciaddr(), Ipv4Addr::UNSPECIFIED);
             assert!(
                 message.flags().broadcast(),
                 "broadcast flag forced on offers"
@@ -164,7 +166,7 @@ fn assert_proxy_reply(request: &[u8], reply: &Reply, bytes: &[u8]) -> Message {
             MessageType::Offer
         }
         ReplyKind::Ack => {
-            assert_eq!(message.yiaddr(), asked.ciaddr());
+            assert_eq!(message.ciaddr(), asked.ciaddr(), "ciaddr echoed");
             assert_eq!(message.flags(), asked.flags());
             assert_eq!(reply.source_port, ServerPort::Pxe);
             MessageType::Ack
@@ -267,7 +269,8 @@ fn ovmf_request_on_4011_gets_the_uefi_file() {
     assert_eq!(reply.kind, ReplyKind::Ack);
     assert_eq!(reply.source_port.number(), 4011);
     assert_eq!(reply.destination, Destination::Unicast(source));
-    assert_eq!(message.yiaddr(), Ipv4Addr::new(192, 168, 122, 50));
+    assert_eq!(message.ciaddr(), Ipv4Addr::new(192, 168, 122, 50));
+    assert_eq!(message.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(message.siaddr(), LOCAL);
     assert_eq!(text(message.fname()), "ipxe.efi");
     assert_eq!(text(message.sname()), "192.168.122.1");
@@ -298,6 +301,7 @@ fn ack_goes_to_ciaddr_at_the_source_port() {
     let (reply, bytes) = answer(&policy, &on_4011(&no_ciaddr, source)).unwrap();
     assert_eq!(reply.destination, Destination::Unicast(source));
     assert_eq!(decode(&bytes).yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(decode(&bytes).ciaddr(), Ipv4Addr::UNSPECIFIED);
 }
 
 #[test]
@@ -1043,4 +1047,41 @@ fn config_from_toml_drives_the_policy() {
     assert_eq!(text(message.fname()), "snponly.efi");
     assert_eq!(message.siaddr(), Ipv4Addr::new(10, 0, 0, 5));
     assert_eq!(text(message.sname()), "10.0.0.5");
+}
+
+/// The port-4011 ACK, field by field, for BIOS and UEFI requests with and
+/// without a boot item: ciaddr echoed, yiaddr 0 (a boot server never hands
+/// out an address), siaddr and sname the TFTP server, the file, option 43
+/// echoing exactly the item asked for.
+#[test]
+fn ack_fields_for_bios_and_uefi_with_and_without_a_boot_item() {
+    let policy = policy(base_config());
+    let item = [71, 4, 0x80, 0x00, 0, 0, 255];
+    let cases = [
+        ("intel_bios_request_4011_item.bin", None, "undionly.kpxe"),
+        ("intel_bios_request_4011_item.bin", Some(&item[..]), "undionly.kpxe"),
+        ("ovmf_x64_request_4011.bin", None, "ipxe.efi"),
+        ("ovmf_x64_request_4011.bin", Some(&item[..]), "ipxe.efi"),
+    ];
+    for (name, boot_item, file) in cases {
+        let mut request = with_option(&fixture(name), 43, boot_item);
+        let client = Ipv4Addr::new(192, 168, 122, 77);
+        request[12..16].copy_from_slice(&client.octets());
+        let source = SocketAddrV4::new(client, 68);
+        let (reply, bytes) = answer(&policy, &on_4011(&request, source))
+            .unwrap_or_else(|s| panic!("{name} {boot_item:?}: {s}"));
+        let message = assert_proxy_reply(&request, &reply, &bytes);
+        assert_eq!(reply.kind, ReplyKind::Ack, "{name}");
+        assert_eq!(message.ciaddr(), client, "{name}: ciaddr echoed");
+        assert_eq!(message.yiaddr(), Ipv4Addr::UNSPECIFIED, "{name}: yiaddr 0");
+        assert_eq!(message.siaddr(), LOCAL, "{name}");
+        assert_eq!(text(message.sname()), "192.168.122.1", "{name}");
+        assert_eq!(text(message.fname()), file, "{name}");
+        assert_eq!(reply.destination, Destination::Unicast(source), "{name}");
+        assert_eq!(
+            vendor_options(&message),
+            boot_item.map(<[u8]>::to_vec),
+            "{name}: option 43 echoes the item asked for, and only then"
+        );
+    }
 }

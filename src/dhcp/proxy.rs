@@ -9,7 +9,7 @@
 //!   clients get siaddr and no option 43, which sends them to port 4011;
 //!   `direct` entries, per-MAC BIOS files and iPXE get the file right away.
 //! - Port 4011 REQUEST → ACK from port 4011 to ciaddr at the request's
-//!   source port, with the boot file of the architecture or of the boot item
+//!   source port, ciaddr echoed and yiaddr 0, with the boot file of the architecture or of the boot item
 //!   the client picked (echoed in 43.71).
 
 use std::fmt::{self, Write as _};
@@ -537,9 +537,11 @@ impl Policy {
         match *kind {
             // Clients without an address can only receive a broadcast.
             ReplyKind::Offer => flags |= FLAG_BROADCAST,
-            // The boot server "acks" the address the client already holds.
+            // The boot server offers no address: the client's own stays in
+            // ciaddr and yiaddr stays 0 (PXE 2.1's boot server ACK, as
+            // pixiecore and dnsmasq's proxy path send it).
             ReplyKind::Ack => {
-                header.yiaddr = asked.ciaddr;
+                header.ciaddr = asked.ciaddr;
                 header.set_sname(TextBuf::display(&plan.siaddr)?.as_bytes())?;
             }
         }
