@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rackboot::files::{FileCache, Root, RootOptions};
@@ -96,17 +96,14 @@ fn steady_state_allocations(options: &[(&str, &str)], gso: bool) -> (u64, u64) {
     std::fs::write(dir.path().join("big.bin"), vec![0x5a; 64 << 20]).unwrap();
     let cache = FileCache::new(Root::open(dir.path(), RootOptions::default()).unwrap(), 1);
     let listen = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let shared = Arc::new(Shared {
-        settings: Settings {
-            listen: vec![listen.local_addr().unwrap()],
-            ..Settings::default()
-        },
-        cache,
-        active: AtomicUsize::new(0),
-        per_client: Mutex::new(Default::default()),
-        draining: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-    });
+    // The real interface table, so the MTU clamp reads it as it does in
+    // the server.
+    let (interfaces, _) = rackboot::reactor::netlink::start();
+    let settings = Settings {
+        listen: vec![listen.local_addr().unwrap()],
+        ..Settings::default()
+    };
+    let shared = Arc::new(Shared::new(settings, cache, interfaces));
     let mut core = ShardCore::new(0, shared, vec![listen]);
     let mut io = Recorder {
         shard: 0,

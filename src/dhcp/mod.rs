@@ -11,6 +11,7 @@ pub mod arch;
 pub mod config;
 pub mod mac;
 pub mod proxy;
+pub mod silence;
 
 pub use arch::Arch;
 pub use config::{BootEntry, ConfigError, MacOverride, Prompt, ProxyConfig, ProxySettings};
@@ -18,3 +19,4 @@ pub use mac::MacPattern;
 pub use proxy::{
     Destination, MAX_REPLY_LEN, Policy, Reply, ReplyKind, Request, ServerPort, Silence,
 };
+pub use silence::{Reason, SilenceCounts};

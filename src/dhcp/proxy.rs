@@ -27,6 +27,7 @@ use crate::wire::pxe::{
 };
 
 use super::arch::Arch;
+pub use super::silence::Silence;
 use super::config::{BootEntry, ConfigError, ProxyConfig};
 
 /// A buffer this long always holds a reply: header and cookie (240), 53 (3),
@@ -112,39 +113,6 @@ pub struct Reply {
     pub kind: ReplyKind,
     /// The client's architecture, for logs and metrics.
     pub arch: Arch,
-}
-
-/// Why a request got no reply; callers count these and log them at debug.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Silence {
-    #[error("malformed packet: {0}")]
-    Malformed(wire::Error),
-    #[error("not a BOOTREQUEST")]
-    NotRequest,
-    #[error("not a PXE client (option 60)")]
-    NotPxe,
-    #[error("no DHCP message type (plain BOOTP)")]
-    NoMessageType,
-    #[error("DHCPINFORM")]
-    Inform,
-    #[error("DHCPREQUEST on port 67 (the DHCP server's business)")]
-    RequestOn67,
-    #[error("DHCP message type {message_type} is not answered on port {port}")]
-    UnexpectedMessage { message_type: u8, port: u16 },
-    #[error("no client architecture (option 93 missing or empty)")]
-    NoArch,
-    #[error("unsupported client architecture {0}")]
-    UnknownArch(u16),
-    #[error("MAC address is on the ignore list")]
-    IgnoredMac,
-    #[error("nothing configured for architecture {0}")]
-    NoBootEntry(Arch),
-    #[error("client picked local boot")]
-    LocalBootItem,
-    #[error("unknown boot item {item_type:#06x} layer {layer}")]
-    UnknownBootItem { item_type: u16, layer: u16 },
-    #[error("reply does not fit: {0}")]
-    ReplyTooLarge(wire::Error),
 }
 
 /// What option 43 of a reply holds.
@@ -542,7 +510,10 @@ impl Policy {
             // pixiecore and dnsmasq's proxy path send it).
             ReplyKind::Ack => {
                 header.ciaddr = asked.ciaddr;
-                header.set_sname(TextBuf::display(&plan.siaddr)?.as_bytes())?;
+                // An HTTP boot answer has no TFTP server to name.
+                if !plan.siaddr.is_unspecified() {
+                    header.set_sname(TextBuf::display(&plan.siaddr)?.as_bytes())?;
+                }
             }
         }
         header.flags.set(flags);

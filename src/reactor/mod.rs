@@ -3,6 +3,7 @@
 //! nothing on the data path but the read-only file mappings.
 
 pub mod epoll;
+pub mod netlink;
 pub mod proxy;
 pub mod shard;
 pub mod socket;
@@ -78,6 +79,26 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Set when the drain time is up: end everything now.
     pub stop: AtomicBool,
+    /// The machine's interfaces (addresses, MTUs), kept current.
+    pub interfaces: Arc<crate::net::Interfaces>,
+}
+
+impl Shared {
+    pub fn new(
+        settings: Settings,
+        cache: FileCache,
+        interfaces: Arc<crate::net::Interfaces>,
+    ) -> Shared {
+        Shared {
+            settings,
+            cache,
+            active: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            interfaces,
+        }
+    }
 }
 
 /// The longest a shard sleeps, so it notices draining and stopping.
@@ -93,6 +114,7 @@ pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<io::Result<shard::ShardStats>>>,
     proxy: Option<std::thread::JoinHandle<proxy::ProxyStats>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
     pub backend: IoMode,
 }
 
@@ -185,14 +207,19 @@ impl Bound {
             proxy_run,
             backend,
         } = self;
-        let shared = Arc::new(Shared {
-            settings,
-            cache,
-            active: AtomicUsize::new(0),
-            per_client: Mutex::new(HashMap::new()),
-            draining: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-        });
+        let (interfaces, route_socket) = netlink::start();
+        let shared = Arc::new(Shared::new(settings, cache, interfaces));
+        let watcher = match route_socket {
+            Some(socket) => {
+                let shared = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("interfaces".into())
+                        .spawn(move || netlink::watch(socket, &shared.interfaces, &shared.stop))?,
+                )
+            }
+            None => None,
+        };
         let mut threads = Vec::new();
         for (index, sockets) in per_shard.into_iter().enumerate() {
             let shared = shared.clone();
@@ -223,6 +250,7 @@ impl Bound {
             shared,
             threads,
             proxy,
+            watcher,
             backend,
         })
     }
@@ -248,10 +276,16 @@ impl Server {
                 .join()
                 .map_err(|_| io::Error::other("the proxyDHCP thread panicked"))?;
             tracing::info!(
-                answered = stats.answered,
-                silent = stats.silent,
+                offers = stats.offers,
+                acks = stats.acks,
+                unsent = stats.unsent,
+                silent = %stats.silences,
                 "proxyDHCP stopped"
             );
+        }
+        if let Some(w) = self.watcher {
+            w.join()
+                .map_err(|_| io::Error::other("the interface watcher panicked"))?;
         }
         let mut total = shard::ShardStats::default();
         for t in self.threads {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::Shared;
-use super::socket::{PortPicker, RecvMeta, interface_mtu};
+use super::socket::{PortPicker, RecvMeta};
 use crate::files::{ResolveError, ServedFile};
 use crate::tftp::options::blksize_for_mtu;
 use crate::tftp::upload::{DataAction, WriteTransfer};
@@ -180,7 +180,8 @@ pub struct ShardCore {
     listening: bool,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     ports: PortPicker,
-    mtu_cache: HashMap<u32, u32>,
+    /// MTUs for the blksize clamp, from the shared interface table.
+    interfaces: crate::net::View,
     scratch: [u8; SMALL_PACKET],
     upload_seq: u64,
     pub stats: ShardStats,
@@ -198,6 +199,7 @@ impl ShardCore {
         }
         let ports = PortPicker::new(shared.settings.port_range, index);
         ShardCore {
+            interfaces: shared.interfaces.view(),
             index,
             shared,
             endpoints,
@@ -205,7 +207,6 @@ impl ShardCore {
             listening: true,
             timers: BinaryHeap::new(),
             ports,
-            mtu_cache: HashMap::new(),
             scratch: [0; SMALL_PACKET],
             upload_seq: 0,
             stats: ShardStats::default(),
@@ -610,11 +611,7 @@ impl ShardCore {
 
     fn limits_for(&mut self, meta: &RecvMeta) -> crate::tftp::Limits {
         let mut limits = self.shared.settings.limits;
-        let mtu = *self
-            .mtu_cache
-            .entry(meta.ifindex)
-            .or_insert_with(|| interface_mtu(meta.ifindex).unwrap_or(0));
-        if mtu > 0 {
+        if let Some(mtu) = self.interfaces.table().mtu(meta.ifindex) {
             limits.mtu_blksize = Some(blksize_for_mtu(mtu, meta.from.is_ipv6()));
         }
         limits

@@ -1,6 +1,6 @@
 //! Socket set-up shared by both I/O backends: listen sockets (one per
 //! shard, SO_REUSEPORT), transfer sockets (ephemeral or from a port range),
-//! packet-info control messages and interface MTUs.
+//! and packet-info control messages.
 
 use std::io;
 use std::mem::size_of;
@@ -330,29 +330,6 @@ pub fn is_gso_unsupported(errno: i32) -> bool {
     )
 }
 
-/// The MTU of an interface, by index.
-pub fn interface_mtu(ifindex: u32) -> Option<u32> {
-    if ifindex == 0 {
-        return None;
-    }
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` has IF_NAMESIZE bytes as the call requires; the ioctl
-    // reads and writes only the ifreq we pass; the socket is closed by drop.
-    unsafe {
-        if libc::if_indextoname(ifindex, name.as_mut_ptr()).is_null() {
-            return None;
-        }
-        let probe = Socket::new(Domain::IPV4, Type::DGRAM, None).ok()?;
-        let mut req: libc::ifreq = std::mem::zeroed();
-        req.ifr_name.copy_from_slice(&name[..libc::IFNAMSIZ]);
-        use std::os::fd::AsRawFd;
-        if libc::ioctl(probe.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) < 0 {
-            return None;
-        }
-        u32::try_from(req.ifr_ifru.ifru_mtu).ok()
-    }
-}
-
 /// Converts a kernel socket address (IPv4 or IPv6) to a std one.
 pub fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
@@ -394,13 +371,5 @@ mod tests {
         let (ip, _) = parse_control(&buf[..n]);
         assert!(ip.is_some());
         assert_eq!(parse_control(&[1, 2, 3]), (None, 0));
-    }
-
-    #[test]
-    fn loopback_mtu_is_known() {
-        // SAFETY: the name is a valid C string.
-        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-        assert!(interface_mtu(lo).unwrap_or(0) >= 1500);
-        assert_eq!(interface_mtu(0), None);
     }
 }

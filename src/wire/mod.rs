@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod dhcp;
+pub mod netlink;
 pub mod pxe;
 pub mod tftp;

@@ -296,6 +296,8 @@ pub struct Link {
     pub client: Netns,
     pub server_ip: IpAddr,
     pub client_ip: IpAddr,
+    /// The server end's interface name (inside `server`).
+    pub server_if: String,
 }
 
 impl Link {
@@ -343,6 +345,7 @@ impl Link {
             client,
             server_ip,
             client_ip,
+            server_if: a,
         }
     }
 

@@ -2,12 +2,11 @@
 //! blocking TFTP client. These fail (never skip) where io_uring is not
 //! available: the backend is what they test.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,14 +64,7 @@ impl Shard {
         let socket = bind_listen("127.0.0.1:0".parse().unwrap()).expect("bind listen socket");
         let addr = socket.local_addr().unwrap();
         let cache = FileCache::new(Root::open(root, RootOptions::default()).unwrap(), 1);
-        let shared = Arc::new(Shared {
-            settings: settings(addr, 1),
-            cache,
-            active: AtomicUsize::new(0),
-            per_client: Mutex::new(HashMap::new()),
-            draining: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(settings(addr, 1), cache, Default::default()));
         let for_thread = shared.clone();
         let thread = std::thread::spawn(move || {
             let mut core = ShardCore::new(0, for_thread.clone(), vec![socket]);

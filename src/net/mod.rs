@@ -1,0 +1,9 @@
+//! The machine's network interfaces as the kernel reports them: a table of
+//! links (index, name, MTU) and their IPv4 addresses with prefix lengths,
+//! kept current from rtnetlink by one watcher and read without a syscall
+//! by every thread that answers packets.
+#![forbid(unsafe_code)]
+
+pub mod interfaces;
+
+pub use interfaces::{Interface, InterfaceTable, Interfaces, View};
