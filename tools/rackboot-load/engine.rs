@@ -7,19 +7,28 @@
 //! Sockets of abandoned transfers stay open (but unwatched) until the run
 //! ends, so their ports are not reused by a later client that would then
 //! receive the abandoned transfer's retransmissions.
+//!
+//! The `dhcp` scenario runs a `dhcp::Exchange` per client instead of TFTP
+//! transfers, on a few shared sockets (`DhcpSockets`): one where OFFERs
+//! arrive (a relay's giaddr:67, or *:68 for broadcasts) that also sends the
+//! DISCOVERs, and a pool for the port-4011 REQUESTs and their ACKs, one
+//! socket per `CLIENTS_PER_SOCKET` clients in flight. Replies are handed to
+//! their client by xid. Starts, timers, the time limit and the progress
+//! line are the same as for TFTP.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
 use crate::client::{Ask, MAX_DATAGRAM, Outcome, Retry, Role, SEND_BUF, Transfer};
+use crate::dhcp::{self, Ciaddr, Exchange, Offers, Via};
 use crate::report::Recorder;
-use crate::scenario::Plan;
+use crate::scenario::{Identity, Plan};
 
 /// The longest the loop sleeps, so it notices starts and the time limit.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -29,6 +38,14 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// The kernel's usual default receive buffer; raised for large windows.
 const DEFAULT_RCVBUF: usize = 212_992;
 const MAX_RCVBUF: usize = 8 << 20;
+/// DHCP clients in flight per pool socket.
+const CLIENTS_PER_SOCKET: usize = 256;
+/// Epoll keys of the shared DHCP sockets (TFTP keys are client indexes).
+const SHARED_KEY: u64 = 1 << 63;
+/// Datagrams read from a shared DHCP socket per wake-up.
+const SHARED_RECV_BUDGET: usize = 256;
+/// Loopback relay addresses tried in turn when none is given.
+const LOOPBACK_RELAYS: std::ops::RangeInclusive<u8> = 1..=254;
 
 /// How the clients are run.
 #[derive(Debug, Clone)]
@@ -48,6 +65,9 @@ pub struct Settings {
     pub ask: Ask,
     pub retry: Retry,
     pub progress: bool,
+    /// The `dhcp` scenario: every client plays the proxyDHCP exchange and
+    /// the plans are not used.
+    pub dhcp: Option<dhcp::Setup>,
 }
 
 /// One simulated client: its plan, where it stands in it, and the socket
@@ -63,6 +83,8 @@ struct Sim {
     /// The deadline a timer-heap entry exists for.
     scheduled: Option<Instant>,
     state: State,
+    /// The `dhcp` scenario's exchange in progress.
+    exchange: Option<Exchange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +106,7 @@ pub fn run(
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let sims = plans
+    let sims: Vec<Sim> = plans
         .into_iter()
         .enumerate()
         .map(|(i, plan)| Sim {
@@ -101,8 +123,13 @@ pub fn run(
             pass_started: start,
             scheduled: None,
             state: State::Waiting,
+            exchange: None,
         })
         .collect();
+    let dhcp = match &settings.dhcp {
+        Some(setup) => Some(DhcpSockets::open(setup, settings, sims.len())?),
+        None => None,
+    };
     let mut engine = Engine {
         settings,
         epoll: Epoll::new()?,
@@ -114,8 +141,183 @@ pub fn run(
         start,
         next_start: 0,
         running: 0,
+        dhcp,
     };
+    if let Some(d) = &engine.dhcp {
+        for (k, socket) in d.sockets().enumerate() {
+            engine
+                .epoll
+                .add(socket.as_raw_fd(), SHARED_KEY | k as u64)?;
+        }
+    }
     engine.run()
+}
+
+/// The `dhcp` scenario's shared sockets and who is waiting on them.
+struct DhcpSockets {
+    setup: dhcp::Setup,
+    /// Where OFFERs arrive; sends the DISCOVERs.
+    offers: UdpSocket,
+    /// giaddr of the DISCOVERs (0.0.0.0 for broadcast offers).
+    giaddr: Ipv4Addr,
+    /// REQUEST/ACK sockets; client `i` uses `pool[i % pool.len()]`.
+    pool: Vec<UdpSocket>,
+    /// The client each xid in flight belongs to.
+    xids: HashMap<u32, usize>,
+    next_xid: u32,
+}
+
+impl DhcpSockets {
+    fn open(setup: &dhcp::Setup, settings: &Settings, clients: usize) -> io::Result<DhcpSockets> {
+        let in_flight = settings.concurrency.min(clients);
+        let pool_len = in_flight.div_ceil(CLIENTS_PER_SOCKET).max(1);
+        let (offers, giaddr) = match setup.offers {
+            Offers::Relay(Some(ip)) => (
+                dhcp_socket(SocketAddrV4::new(ip, dhcp::RELAY_PORT), false)?,
+                ip,
+            ),
+            Offers::Relay(None) => {
+                let mut last = None;
+                let mut found = None;
+                for low in LOOPBACK_RELAYS {
+                    let ip = Ipv4Addr::new(127, 0, 67, low);
+                    match dhcp_socket(SocketAddrV4::new(ip, dhcp::RELAY_PORT), false) {
+                        Ok(s) => {
+                            found = Some((s, ip));
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                found.ok_or_else(|| last.unwrap_or_else(|| io::Error::other("no relay address")))?
+            }
+            Offers::Broadcast => (
+                dhcp_socket(
+                    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, dhcp::CLIENT_PORT),
+                    true,
+                )?,
+                Ipv4Addr::UNSPECIFIED,
+            ),
+        };
+        let pool = (0..pool_len)
+            .map(|k| {
+                let ip = match settings.sources.get(k % settings.sources.len().max(1)) {
+                    Some(IpAddr::V4(ip)) => *ip,
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                dhcp_socket(SocketAddrV4::new(ip, 0), false)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(DhcpSockets {
+            setup: *setup,
+            offers,
+            giaddr,
+            pool,
+            xids: HashMap::new(),
+            // Random-looking, so replies to an earlier run never match.
+            next_xid: std::process::id().wrapping_mul(0x9e37_79b9)
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+        })
+    }
+
+    fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        std::iter::once(&self.offers).chain(&self.pool)
+    }
+
+    fn socket(&self, k: usize) -> &UdpSocket {
+        if k == 0 {
+            &self.offers
+        } else {
+            &self.pool[k - 1]
+        }
+    }
+
+    fn pool_of(&self, i: usize) -> &UdpSocket {
+        &self.pool[i % self.pool.len()]
+    }
+
+    /// Client `i`'s identity for a new exchange, with a fresh xid.
+    fn client(&mut self, i: usize) -> io::Result<dhcp::Client> {
+        let id = Identity::of(i);
+        let ciaddr = match self.setup.ciaddr {
+            Ciaddr::PerClientLoopback => dhcp::loopback_ciaddr(id.ip),
+            Ciaddr::Fixed(ip) => ip,
+            Ciaddr::PoolSocket => match self.pool_of(i).local_addr()? {
+                SocketAddr::V4(a) => *a.ip(),
+                SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            },
+        };
+        let mut xid = self.next_xid;
+        while self.xids.contains_key(&xid) {
+            xid = xid.wrapping_add(1);
+        }
+        self.next_xid = xid.wrapping_add(1);
+        self.xids.insert(xid, i);
+        Ok(dhcp::Client {
+            mac: id.mac,
+            uuid: id.uuid,
+            xid,
+            ciaddr,
+            giaddr: self.giaddr,
+        })
+    }
+
+    fn send(&self, i: usize, send: dhcp::Send, bytes: &[u8]) {
+        let socket = match send.via {
+            Via::Offers => &self.offers,
+            Via::Pool => self.pool_of(i),
+        };
+        // A full buffer is a lost packet: the retry timer covers it.
+        let _ = socket.send_to(&bytes[..send.len], send.to);
+    }
+}
+
+/// Most clients of a `dhcp` run: each gets its own MAC and address.
+pub const MAX_DHCP_CLIENTS: usize = 16_000_000;
+
+/// A non-blocking DHCP socket with a large receive buffer (bursts of
+/// replies to thousands of clients).
+fn dhcp_socket(addr: SocketAddrV4, broadcast: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+    if broadcast {
+        // Share *:68 with a DHCP client on this host: both get broadcasts.
+        socket.set_reuse_address(true)?;
+        socket.set_broadcast(true)?;
+    }
+    grow_rcvbuf(&socket, MAX_RCVBUF);
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::V4(addr).into()).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " (ports under 1024 need root or CAP_NET_BIND_SERVICE)"
+        } else if e.kind() == io::ErrorKind::AddrInUse {
+            " (in use: choose another --dhcp-relay)"
+        } else {
+            ""
+        };
+        io::Error::new(e.kind(), format!("bind {addr}: {e}{hint}"))
+    })?;
+    Ok(socket.into())
+}
+
+/// SO_RCVBUFFORCE where allowed (root), else SO_RCVBUF up to rmem_max.
+fn grow_rcvbuf(socket: &Socket, bytes: usize) {
+    let value = bytes as libc::c_int;
+    // SAFETY: `value` outlives the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
 }
 
 struct Engine<'a> {
@@ -131,6 +333,7 @@ struct Engine<'a> {
     /// The first client not started yet (clients start in index order).
     next_start: usize,
     running: usize,
+    dhcp: Option<DhcpSockets>,
 }
 
 impl Engine<'_> {
@@ -169,7 +372,12 @@ impl Engine<'_> {
                 .wait(&mut events, wake.saturating_duration_since(now))?;
             let now = Instant::now();
             for event in &events[..n] {
-                self.on_readable(event.u64 as usize, now, &mut buf);
+                let key = event.u64;
+                if key & SHARED_KEY != 0 {
+                    self.on_dhcp_readable((key & !SHARED_KEY) as usize, now, &mut buf);
+                } else {
+                    self.on_readable(key as usize, now, &mut buf);
+                }
             }
             self.on_timers(now);
         }
@@ -196,7 +404,101 @@ impl Engine<'_> {
             self.sims[i].state = State::Running;
             self.sims[i].pass_started = now;
             self.sims[i].step = 0;
-            self.begin_step(i, now);
+            if self.dhcp.is_some() {
+                self.begin_exchange(i, now);
+            } else {
+                self.begin_step(i, now);
+            }
+        }
+    }
+
+    /// Starts client `i`'s DHCP exchange: sends its DISCOVER.
+    fn begin_exchange(&mut self, i: usize, now: Instant) {
+        let Some(d) = &mut self.dhcp else { return };
+        let client = match d.client(i) {
+            Ok(c) => c,
+            Err(e) => {
+                self.rec
+                    .failure("local socket", || format!("client {i}: {e}"));
+                return self.end_client(i, false);
+            }
+        };
+        let mut exchange = Exchange::new(&d.setup, client, now);
+        let send = exchange.start(now, &mut self.out);
+        d.send(i, send, &self.out);
+        self.sims[i].exchange = Some(exchange);
+        self.arm(i);
+    }
+
+    /// Replies on shared socket `k`, handed to their clients by xid.
+    fn on_dhcp_readable(&mut self, k: usize, now: Instant, buf: &mut [u8]) {
+        for _ in 0..SHARED_RECV_BUDGET {
+            let Some(d) = &mut self.dhcp else { return };
+            let (len, from) = match d.socket(k).recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => continue, // an ICMP error report
+            };
+            // Unknown xids: late replies to finished clients, or someone
+            // else's exchange (broadcast offers reach every client).
+            let Some(&i) = dhcp::xid_of(&buf[..len]).and_then(|x| d.xids.get(&x)) else {
+                continue;
+            };
+            let Some(exchange) = &mut self.sims[i].exchange else {
+                continue;
+            };
+            let before = exchange.stage();
+            if let Some(send) = exchange.handle(now, from, &buf[..len], &mut self.out) {
+                d.send(i, send, &self.out);
+            }
+            if before == dhcp::Stage::Discover && exchange.stage() == dhcp::Stage::Request {
+                self.rec.offer();
+            }
+            if exchange.outcome().is_some() {
+                self.finish_exchange(i, now);
+            } else {
+                self.arm(i);
+            }
+        }
+    }
+
+    /// Records the exchange that just ended and moves the client on.
+    fn finish_exchange(&mut self, i: usize, now: Instant) {
+        let sim = &mut self.sims[i];
+        let Some(exchange) = sim.exchange.take() else {
+            return;
+        };
+        sim.scheduled = None;
+        if let Some(d) = &mut self.dhcp {
+            d.xids.remove(&exchange.client().xid);
+        }
+        self.rec
+            .unanswered_requests(u64::from(exchange.unanswered()));
+        match exchange.outcome() {
+            Some(Ok(())) => {
+                self.rec.ack(now, exchange.boot_file());
+                self.rec
+                    .pass(now.saturating_duration_since(sim.pass_started));
+                let again = self
+                    .settings
+                    .repeat_for
+                    .is_some_and(|r| now < self.start + r);
+                if again {
+                    sim.pass_started = now;
+                    self.begin_exchange(i, now);
+                } else {
+                    self.end_client(i, true);
+                }
+            }
+            Some(Err(f)) => {
+                let mac = exchange.client().mac.map(|b| format!("{b:02x}")).join(":");
+                let xid = exchange.client().xid;
+                self.rec.failure(f.kind, || {
+                    format!("client {i} ({mac}, xid {xid:#010x}): {f}")
+                });
+                self.end_client(i, false);
+            }
+            None => self.end_client(i, false),
         }
     }
 
@@ -289,7 +591,11 @@ impl Engine<'_> {
     /// Makes sure the heap holds an entry at or before the client's deadline.
     fn arm(&mut self, i: usize) {
         let sim = &mut self.sims[i];
-        let Some(deadline) = sim.transfer.as_ref().and_then(Transfer::deadline) else {
+        let deadline = match &sim.exchange {
+            Some(exchange) => exchange.deadline(),
+            None => sim.transfer.as_ref().and_then(Transfer::deadline),
+        };
+        let Some(deadline) = deadline else {
             return;
         };
         // Deadlines mostly move later; only an earlier one needs an entry.
@@ -311,6 +617,17 @@ impl Engine<'_> {
                 continue; // superseded
             }
             sim.scheduled = None;
+            if let (Some(exchange), Some(d)) = (&mut sim.exchange, &self.dhcp) {
+                if let Some(send) = exchange.handle_timeout(now, &mut self.out) {
+                    d.send(i, send, &self.out);
+                }
+                if exchange.outcome().is_some() {
+                    self.finish_exchange(i, now);
+                } else {
+                    self.arm(i);
+                }
+                continue;
+            }
             let (Some(socket), Some(transfer)) = (&sim.socket, &mut sim.transfer) else {
                 continue;
             };
@@ -377,6 +694,9 @@ impl Engine<'_> {
         sim.transfer = None;
         sim.socket = None;
         sim.scheduled = None;
+        if let (Some(exchange), Some(d)) = (sim.exchange.take(), &mut self.dhcp) {
+            d.xids.remove(&exchange.client().xid);
+        }
         if sim.state == State::Running {
             self.running -= 1;
         }
@@ -391,7 +711,12 @@ impl Engine<'_> {
             match sim.state {
                 State::Done => continue,
                 State::Running => {
-                    let file = sim.transfer.as_ref().map_or("", |t| t.file()).to_string();
+                    let file = match &sim.exchange {
+                        Some(x) if x.stage() == dhcp::Stage::Discover => "waiting for an OFFER",
+                        Some(_) => "waiting for an ACK",
+                        None => sim.transfer.as_ref().map_or("", |t| t.file()),
+                    }
+                    .to_string();
                     let elapsed = now.saturating_duration_since(self.start);
                     self.rec.failure("duration limit", || {
                         format!("client {i} `{file}`: still running after {elapsed:.1?}")

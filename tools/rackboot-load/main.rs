@@ -1,10 +1,12 @@
-//! rackboot-load: simulated PXE clients against any TFTP server, for
-//! benchmark runs and for checking a server before a rack boots from it.
+//! rackboot-load: simulated PXE clients against any TFTP server (or, with
+//! `--scenario dhcp`, any PXE proxyDHCP server), for benchmark runs and for
+//! checking a server before a rack boots from it.
 //!
 //! One thread drives thousands of clients over non-blocking UDP sockets
-//! (see `engine`); each client is a small sans-IO state machine (`client`)
-//! following a plan (`scenario`); `report` prints the summary and writes
-//! JSON and SVG. The exit code is 0 only if every client succeeded.
+//! (see `engine`); each client is a small sans-IO state machine (`client`
+//! for TFTP, `dhcp` for the proxyDHCP exchange) following a plan
+//! (`scenario`); `report` prints the summary and writes JSON and SVG. The
+//! exit code is 0 only if every client succeeded.
 //!
 //! ```text
 //! rackboot-load --server 127.0.0.1:6969 --scenario pxelinux --clients 200 \
@@ -13,14 +15,17 @@
 //!     --blksize 1468 --windowsize 16 --tsize --repeat-for 10
 //! rackboot-load --server 127.0.0.1:6969 --scenario abandon --file big.img \
 //!     --clients 5000 --duration 10 --source-ips 127.0.0.2-127.0.0.254
+//! rackboot-load --server 127.0.0.1:6767 --pxe-port 4011 --scenario dhcp \
+//!     --clients 10000 --dhcp-arch 7 --concurrency 512 --json dhcp.json
 //! ```
 
 mod client;
+mod dhcp;
 mod engine;
 mod report;
 mod scenario;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -40,10 +45,11 @@ const MAX_SOURCES: u32 = 65_536;
 #[command(
     name = "rackboot-load",
     version,
-    about = "Simulated PXE/TFTP clients against a TFTP server: throughput, completion times, failures"
+    about = "Simulated PXE clients against a TFTP or proxyDHCP server: throughput, completion times, failures"
 )]
 struct Cli {
-    /// The TFTP server to load.
+    /// The TFTP server to load (for `--scenario dhcp`: the proxyDHCP
+    /// server's DHCP port, normally 67).
     #[arg(long, value_name = "ADDR:PORT")]
     server: SocketAddr,
     /// Simulated clients in all.
@@ -112,6 +118,29 @@ struct Cli {
     /// A live progress line on stderr.
     #[arg(long)]
     progress: bool,
+    /// `dhcp`: the client architecture (option 93): 0 BIOS, 7 or 9 x64
+    /// UEFI, 16 x64 UEFI HTTP boot.
+    #[arg(long, default_value_t = 0, value_name = "ARCH", value_parser = parse_arch)]
+    dhcp_arch: u16,
+    /// `dhcp`: the boot server port REQUESTs go to, on the --server address.
+    #[arg(long, default_value_t = 4011, value_name = "PORT")]
+    pxe_port: u16,
+    /// `dhcp`: act as a relay agent with this address (giaddr): OFFERs come
+    /// back to ADDR:67, which the tool binds [default: a free 127.0.67.x
+    /// for a loopback server, else this host's address toward the server].
+    #[arg(long, value_name = "ADDR", conflicts_with = "dhcp_broadcast")]
+    dhcp_relay: Option<Ipv4Addr>,
+    /// `dhcp`: no relay; receive the OFFERs broadcast to port 68, as
+    /// clients on the server's own segment do.
+    #[arg(long)]
+    dhcp_broadcast: bool,
+}
+
+fn parse_arch(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|a| dhcp::ARCHES.contains(a))
+        .ok_or_else(|| format!("expected one of {:?}", dhcp::ARCHES))
 }
 
 fn main() -> ExitCode {
@@ -173,7 +202,19 @@ fn run(cli: &Cli) -> Result<bool, String> {
             max: cli.retries,
         },
         progress: cli.progress,
+        dhcp: if cli.scenario == Scenario::Dhcp {
+            Some(dhcp_setup(cli)?)
+        } else {
+            None
+        },
     };
+    if settings.dhcp.is_some() && cli.clients > engine::MAX_DHCP_CLIENTS {
+        return Err(format!(
+            "--clients {}: the dhcp scenario has distinct MACs for at most {}",
+            cli.clients,
+            engine::MAX_DHCP_CLIENTS
+        ));
+    }
     let params = Params {
         scenario: cli.scenario,
         file: cli.file.clone(),
@@ -189,7 +230,11 @@ fn run(cli: &Cli) -> Result<bool, String> {
 
     let cpu_before = cpu_seconds();
     let start = Instant::now();
-    let mut rec = report::Recorder::new(start);
+    let mut rec = if settings.dhcp.is_some() {
+        report::Recorder::for_dhcp(start)
+    } else {
+        report::Recorder::new(start)
+    };
     engine::run(&settings, plans, &mut rec, start).map_err(|e| format!("event loop: {e}"))?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
@@ -216,6 +261,62 @@ fn run(cli: &Cli) -> Result<bool, String> {
             .map_err(|e| format!("--svg {}: {e}", path.display()))?;
     }
     Ok(summary.failed == 0 && summary.ok == cli.clients as u64)
+}
+
+/// The `dhcp` scenario's addresses: where DISCOVERs and REQUESTs go, how
+/// OFFERs come back, and the ciaddr that brings each client its ACK.
+fn dhcp_setup(cli: &Cli) -> Result<dhcp::Setup, String> {
+    let SocketAddr::V4(server) = cli.server else {
+        return Err(format!("--server {}: DHCP is IPv4 only", cli.server));
+    };
+    let loopback = server.ip().is_loopback();
+    // This host's address toward the server (no packet is sent).
+    let own_address = || -> Result<Ipv4Addr, String> {
+        let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| s.connect(server).map(|()| s))
+            .and_then(|s| s.local_addr())
+            .map_err(|e| format!("--server {server}: no route: {e}"))?;
+        match probe.ip() {
+            IpAddr::V4(ip) => Ok(ip),
+            IpAddr::V6(_) => Err(format!("--server {server}: no IPv4 route")),
+        }
+    };
+    let offers = if cli.dhcp_broadcast {
+        dhcp::Offers::Broadcast
+    } else {
+        match (cli.dhcp_relay, loopback) {
+            (Some(ip), _) => dhcp::Offers::Relay(Some(ip)),
+            (None, true) => dhcp::Offers::Relay(None),
+            (None, false) => dhcp::Offers::Relay(Some(own_address()?)),
+        }
+    };
+    if let dhcp::Offers::Relay(Some(ip)) = offers
+        && ip == *server.ip()
+        && server.port() == dhcp::RELAY_PORT
+    {
+        return Err(format!(
+            "--dhcp-relay {ip}: the relay socket would take the server's own {ip}:67; \
+             give another local address"
+        ));
+    }
+    let ciaddr = if cli.source_ips.is_some() {
+        dhcp::Ciaddr::PoolSocket
+    } else if loopback {
+        dhcp::Ciaddr::PerClientLoopback
+    } else {
+        dhcp::Ciaddr::Fixed(own_address()?)
+    };
+    Ok(dhcp::Setup {
+        server,
+        pxe: SocketAddrV4::new(*server.ip(), cli.pxe_port),
+        arch: cli.dhcp_arch,
+        offers,
+        ciaddr,
+        retry: Retry {
+            interval: Duration::from_millis(cli.timeout_ms.max(1)),
+            max: cli.retries,
+        },
+    })
 }
 
 /// Parses `A-B`, `A` or a comma-separated list of them (IPv4 ranges; single
@@ -329,6 +430,27 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.scenario, Scenario::Pxelinux);
+        let dhcp = |extra: &[&str]| {
+            let mut args = vec![
+                "rackboot-load",
+                "--server",
+                "127.0.0.1:6767",
+                "--scenario",
+                "dhcp",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let cli = dhcp(&["--dhcp-arch", "16", "--pxe-port", "14011"]).unwrap();
+        assert_eq!((cli.dhcp_arch, cli.pxe_port), (16, 14011));
+        let setup = dhcp_setup(&cli).unwrap();
+        assert_eq!(setup.pxe, "127.0.0.1:14011".parse().unwrap());
+        assert_eq!(setup.offers, dhcp::Offers::Relay(None));
+        assert_eq!(setup.ciaddr, dhcp::Ciaddr::PerClientLoopback);
+        assert!(dhcp(&["--dhcp-arch", "8"]).is_err());
+        assert!(dhcp(&["--dhcp-broadcast", "--dhcp-relay", "127.0.0.9"]).is_err());
+        let cli = dhcp(&["--dhcp-broadcast"]).unwrap();
+        assert_eq!(dhcp_setup(&cli).unwrap().offers, dhcp::Offers::Broadcast);
         assert!(
             Cli::try_parse_from([
                 "rackboot-load",

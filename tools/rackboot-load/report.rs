@@ -1,6 +1,8 @@
 //! What a run measured, and the three ways it is shown: a human summary,
 //! JSON (`--json`) and an SVG picture (`--svg`) of throughput over time and
-//! of the completion-time distribution.
+//! of the completion-time distribution. For the `dhcp` scenario the
+//! throughput is ACKs per second and a pass is one DISCOVER-to-ACK
+//! exchange.
 
 #![forbid(unsafe_code)]
 
@@ -22,7 +24,9 @@ const MIB: f64 = (1u64 << 20) as f64;
 /// Counters and histograms, fed by the engine as things happen.
 pub struct Recorder {
     start: Instant,
-    /// Payload bytes received per `BUCKET` since `start`.
+    /// Counting DHCP exchanges rather than TFTP bytes.
+    dhcp: bool,
+    /// Payload bytes (DHCP: ACKs) received per `BUCKET` since `start`.
     buckets: Vec<u64>,
     bytes: u64,
     transfers: u64,
@@ -40,6 +44,10 @@ pub struct Recorder {
     clients_failed: u64,
     failures: BTreeMap<&'static str, u64>,
     examples: Vec<String>,
+    offers: u64,
+    acks: u64,
+    /// ACKs per boot file named.
+    boot_files: BTreeMap<String, u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -51,6 +59,7 @@ impl Recorder {
     pub fn new(start: Instant) -> Recorder {
         Recorder {
             start,
+            dhcp: false,
             buckets: Vec::new(),
             bytes: 0,
             transfers: 0,
@@ -65,6 +74,17 @@ impl Recorder {
             clients_failed: 0,
             failures: BTreeMap::new(),
             examples: Vec::new(),
+            offers: 0,
+            acks: 0,
+            boot_files: BTreeMap::new(),
+        }
+    }
+
+    /// A recorder for the `dhcp` scenario.
+    pub fn for_dhcp(start: Instant) -> Recorder {
+        Recorder {
+            dhcp: true,
+            ..Recorder::new(start)
         }
     }
 
@@ -72,13 +92,40 @@ impl Recorder {
         if n == 0 {
             return;
         }
+        self.count(now, n);
+        self.bytes += n;
+    }
+
+    /// Adds `n` to the throughput bucket of `now`.
+    fn count(&mut self, now: Instant, n: u64) {
         let bucket =
             (now.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
         if self.buckets.len() <= bucket {
             self.buckets.resize(bucket + 1, 0);
         }
         self.buckets[bucket] += n;
-        self.bytes += n;
+    }
+
+    /// A proxy OFFER that passed every check.
+    pub fn offer(&mut self) {
+        self.offers += 1;
+    }
+
+    /// A boot server ACK that passed every check, naming `boot_file`.
+    pub fn ack(&mut self, now: Instant, boot_file: &str) {
+        self.acks += 1;
+        self.count(now, 1);
+        match self.boot_files.get_mut(boot_file) {
+            Some(n) => *n += 1,
+            None => {
+                self.boot_files.insert(boot_file.to_string(), 1);
+            }
+        }
+    }
+
+    /// DHCP requests that went one retry interval without an answer.
+    pub fn unanswered_requests(&mut self, n: u64) {
+        self.unanswered += n;
     }
 
     /// A finished transfer (failures are also reported with `failure`).
@@ -125,6 +172,16 @@ impl Recorder {
         let done = (secs / BUCKET.as_secs_f64()) as usize;
         let recent: u64 = self.buckets.iter().take(done).rev().take(10).sum();
         let window = (done.min(10) as f64 * BUCKET.as_secs_f64()).max(BUCKET.as_secs_f64());
+        if self.dhcp {
+            return format!(
+                "{secs:6.1} s  clients: {} ok, {} failed, {active} running  offers: {}  acks: {}  {:.0} acks/s",
+                self.clients_ok,
+                self.clients_failed,
+                self.offers,
+                self.acks,
+                recent as f64 / window
+            );
+        }
         format!(
             "{secs:6.1} s  clients: {} ok, {} failed, {active} running  transfers: {} ({} misses)  {:.1} MiB/s",
             self.clients_ok,
@@ -175,12 +232,18 @@ impl Recorder {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             failure_examples: self.examples.clone(),
+            offers: self.dhcp.then_some(self.offers),
+            acks: self.dhcp.then_some(self.acks),
+            offers_per_s: self.dhcp.then(|| self.offers as f64 / seconds),
+            acks_per_s: self.dhcp.then(|| self.acks as f64 / seconds),
+            boot_files: self.dhcp.then(|| self.boot_files.clone()),
         }
     }
 
     /// The SVG picture: throughput per `BUCKET` over time, and the CDF of
     /// pass completion times.
     pub fn svg(&self, title: &str) -> String {
+        let unit = if self.dhcp { 1.0 } else { MIB };
         let throughput: Vec<(f64, f64)> = self
             .buckets
             .iter()
@@ -188,7 +251,7 @@ impl Recorder {
             .map(|(i, &b)| {
                 (
                     i as f64 * BUCKET.as_secs_f64(),
-                    b as f64 / MIB / BUCKET.as_secs_f64(),
+                    b as f64 / unit / BUCKET.as_secs_f64(),
                 )
             })
             .collect();
@@ -219,14 +282,12 @@ impl Recorder {
             w: 780.0,
             h: 220.0,
         };
-        top.draw(
-            &mut svg,
-            &throughput,
-            "time (s)",
-            "MiB/s",
-            "throughput per 100 ms",
-            false,
-        );
+        let (y_label, top_title) = if self.dhcp {
+            ("ACKs/s", "ACKs per 100 ms, as a rate")
+        } else {
+            ("MiB/s", "throughput per 100 ms")
+        };
+        top.draw(&mut svg, &throughput, "time (s)", y_label, top_title, false);
         let bottom = Panel {
             x: 80.0,
             y: 360.0,
@@ -437,6 +498,19 @@ pub struct Summary {
     pub client_cpu_seconds: f64,
     pub failures: BTreeMap<String, u64>,
     pub failure_examples: Vec<String>,
+    /// `dhcp` only: OFFERs and ACKs that passed every check, and their
+    /// rates over the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offers_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acks_per_s: Option<f64>,
+    /// `dhcp` only: how many ACKs named each boot file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_files: Option<BTreeMap<String, u64>>,
 }
 
 impl Summary {
@@ -457,29 +531,55 @@ impl Summary {
             "  clients    {} ok, {} failed ({} passes)",
             self.ok, self.failed, self.passes
         );
-        let _ = writeln!(
-            s,
-            "  transfers  {} ok, {} failed, {} expected misses, {} unanswered requests",
-            self.transfers, self.failed_transfers, self.expected_misses, self.unanswered_requests
-        );
-        let _ = writeln!(
-            s,
-            "  data       {:.1} MiB in {:.2} s: {:.1} MiB/s, {:.1} transfers/s",
-            self.bytes as f64 / MIB,
-            self.seconds,
-            self.mib_per_s,
-            self.transfers_per_s
-        );
-        let _ = writeln!(
-            s,
-            "  completion p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (per pass)",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
-        );
-        let _ = writeln!(
-            s,
-            "             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (per transfer)",
-            self.transfer_p50_ms, self.transfer_p99_ms, self.transfer_max_ms
-        );
+        if let (Some(offers), Some(acks)) = (self.offers, self.acks) {
+            let _ = writeln!(
+                s,
+                "  dhcp       {offers} offers, {acks} acks, {} unanswered requests",
+                self.unanswered_requests
+            );
+            let _ = writeln!(
+                s,
+                "  rate       {:.2} s: {:.0} offers/s, {:.0} acks/s",
+                self.seconds,
+                self.offers_per_s.unwrap_or(0.0),
+                self.acks_per_s.unwrap_or(0.0)
+            );
+            let _ = writeln!(
+                s,
+                "  completion p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (DISCOVER to ACK)",
+                self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
+            );
+            for (file, n) in self.boot_files.iter().flatten() {
+                let _ = writeln!(s, "  boot file  {file:?}: {n} acks");
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                "  transfers  {} ok, {} failed, {} expected misses, {} unanswered requests",
+                self.transfers,
+                self.failed_transfers,
+                self.expected_misses,
+                self.unanswered_requests
+            );
+            let _ = writeln!(
+                s,
+                "  data       {:.1} MiB in {:.2} s: {:.1} MiB/s, {:.1} transfers/s",
+                self.bytes as f64 / MIB,
+                self.seconds,
+                self.mib_per_s,
+                self.transfers_per_s
+            );
+            let _ = writeln!(
+                s,
+                "  completion p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (per pass)",
+                self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
+            );
+            let _ = writeln!(
+                s,
+                "             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (per transfer)",
+                self.transfer_p50_ms, self.transfer_p99_ms, self.transfer_max_ms
+            );
+        }
         let _ = writeln!(
             s,
             "  client CPU {:.2} s ({:.0}% of one core)",
@@ -570,5 +670,57 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("test &lt;run&gt;"));
         assert_eq!(svg.matches("<path").count(), 2);
+        assert!(json.get("acks").is_none(), "DHCP keys only for dhcp runs");
+    }
+
+    #[test]
+    fn dhcp_summary() {
+        let start = Instant::now();
+        let mut r = Recorder::for_dhcp(start);
+        for ms in [10, 30] {
+            r.offer();
+            r.ack(start + Duration::from_millis(ms), "pxelinux.0");
+            r.pass(Duration::from_millis(ms));
+            r.client_done(true);
+        }
+        r.unanswered_requests(1);
+        r.failure("timeout-ack", || "client 2: REQUEST unanswered".into());
+        r.client_done(false);
+        let s = r.summary(
+            RunInfo {
+                scenario: "dhcp".into(),
+                server: "127.0.0.1:67".into(),
+                clients: 3,
+                concurrency: 3,
+            },
+            0.5,
+            0.01,
+        );
+        assert_eq!((s.ok, s.failed, s.offers, s.acks), (2, 1, Some(2), Some(2)));
+        assert_eq!(s.offers_per_s, Some(4.0));
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        for key in [
+            "clients",
+            "ok",
+            "failed",
+            "seconds",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "max_ms",
+            "unanswered_requests",
+            "failures",
+            "failure_examples",
+            "offers",
+            "acks",
+            "offers_per_s",
+        ] {
+            assert!(json.get(key).is_some(), "JSON lacks {key}");
+        }
+        assert_eq!(json["failures"]["timeout-ack"], 1);
+        assert_eq!(json["boot_files"]["pxelinux.0"], 2);
+        assert!(s.text().contains("2 offers, 2 acks, 1 unanswered"));
+        assert!(r.svg("dhcp").contains("ACKs/s"));
+        assert!(r.progress_line(start, 0).contains("acks: 2"));
     }
 }

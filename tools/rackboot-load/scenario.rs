@@ -10,6 +10,8 @@
 //!   initrd. The first configuration candidate that exists ends the search,
 //!   as in pxelinux; the misses before it are expected ERROR 1 answers.
 //! - `abandon`: one RRQ for `--file` that is never ACKed.
+//! - `dhcp`: no TFTP at all: the engine plays the proxyDHCP exchange of
+//!   `dhcp.rs` instead, so the plan is empty.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,9 @@ pub enum Scenario {
     /// Every client sends one RRQ for --file and never ACKs: a flood of
     /// abandoned transfers, spread over --duration.
     Abandon,
+    /// Every client plays the PXE proxyDHCP exchange against --server (the
+    /// DHCP port): DISCOVER, OFFER, REQUEST to --pxe-port, ACK.
+    Dhcp,
 }
 
 /// Where a request stands in the pxelinux configuration search.
@@ -236,6 +241,7 @@ pub fn plan(params: &Params, local: &mut LocalFiles, index: usize) -> Result<Pla
             }
             Role::Download
         }
+        Scenario::Dhcp => Role::Download,
     };
     Ok(Plan { role, steps })
 }
