@@ -1059,7 +1059,11 @@ fn ack_fields_for_bios_and_uefi_with_and_without_a_boot_item() {
     let item = [71, 4, 0x80, 0x00, 0, 0, 255];
     let cases = [
         ("intel_bios_request_4011_item.bin", None, "undionly.kpxe"),
-        ("intel_bios_request_4011_item.bin", Some(&item[..]), "undionly.kpxe"),
+        (
+            "intel_bios_request_4011_item.bin",
+            Some(&item[..]),
+            "undionly.kpxe",
+        ),
         ("ovmf_x64_request_4011.bin", None, "ipxe.efi"),
         ("ovmf_x64_request_4011.bin", Some(&item[..]), "ipxe.efi"),
     ];

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use netns::Link;
-use rackboot::dhcp::{Arch, BootEntry, Policy, ProxyConfig, Reason};
+use rackboot::dhcp::{Arch, BootEntry, Policy, ProxyConfig, ProxySettings, Reason};
 use rackboot::files::{FileCache, Root, RootOptions};
 use rackboot::reactor::proxy::{self, ProxyListen, ProxyStats};
-use rackboot::reactor::{Settings, Shared, netlink};
+use rackboot::reactor::{IoMode, Settings, Shared, netlink};
 
 struct CountingAllocator;
 
@@ -84,7 +84,9 @@ impl Running {
     /// binding and serving (the test queues requests there).
     fn start(
         link: &Link,
+        io: IoMode,
         subnets: Vec<(Ipv4Addr, Option<Ipv4Addr>)>,
+        reply_delay_ms: u64,
         before_run: impl FnOnce(SocketAddr, SocketAddr) + Send + 'static,
     ) -> Running {
         let root = tempfile::tempdir().unwrap();
@@ -97,9 +99,7 @@ impl Running {
             let shared = Arc::new(Shared::new(Settings::default(), cache, interfaces));
             if let Some(route) = route {
                 let shared = shared.clone();
-                std::thread::spawn(move || {
-                    netlink::watch(route, &shared.interfaces, &shared.stop)
-                });
+                std::thread::spawn(move || netlink::watch(route, &shared.interfaces, &shared.stop));
             }
             let listen = ProxyListen {
                 dhcp_port: free_port(),
@@ -119,9 +119,13 @@ impl Running {
                     BootEntry::new(Arch::Bios, "pxelinux.0"),
                     BootEntry::new(Arch::X64Uefi, "ipxe.efi"),
                 ],
+                proxy: ProxySettings {
+                    reply_delay_ms,
+                    ..ProxySettings::default()
+                },
                 ..ProxyConfig::default()
             };
-            proxy::run(sockets, Policy::new(config).unwrap(), listen, shared)
+            proxy::run(sockets, Policy::new(config).unwrap(), listen, shared, io)
         });
         let (shared, dhcp, pxe) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         drop(root);
@@ -154,7 +158,8 @@ fn client_socket(link: &Link) -> UdpSocket {
         .client
         .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 68)));
     s.set_broadcast(true).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     // Room for a burst of replies (root may exceed rmem_max).
     let size: libc::c_int = 4 << 20;
     // SAFETY: `size` outlives the call and its length is passed.
@@ -217,7 +222,9 @@ fn exchange(
         let window = WINDOW.min(end - next);
         let mut pending: std::collections::HashSet<u32> = (next..next + window).collect();
         for n in next..next + window {
-            client.send_to(&with_client(template, n, ciaddr), to).unwrap();
+            client
+                .send_to(&with_client(template, n, ciaddr), to)
+                .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !pending.is_empty() && Instant::now() < deadline {
@@ -237,11 +244,36 @@ fn exchange(
     }
 }
 
-#[test]
-fn ten_thousand_discovers_and_requests_without_an_allocation() {
+/// One test per backend: the io_uring loop and the recvmmsg loop.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name(rackboot::reactor::IoMode::Uring);
+            }
+            #[test]
+            fn epoll() {
+                super::$name(rackboot::reactor::IoMode::Epoll);
+            }
+        }
+    };
+}
+
+on_both_backends!(ten_thousand_discovers_and_requests_without_an_allocation);
+on_both_backends!(port_4011_is_answered_before_queued_discovers_and_drops_are_counted);
+on_both_backends!(an_address_added_while_running_is_served_from);
+on_both_backends!(a_delayed_offer_leaves_after_its_delay);
+
+/// The allocation counter is global: the two backends' runs of this test
+/// must not overlap.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ten_thousand_discovers_and_requests_without_an_allocation(io: IoMode) {
     netns::require_root();
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let link = Link::new("pl", 81);
-    let running = Running::start(&link, Vec::new(), |_, _| {});
+    let running = Running::start(&link, io, Vec::new(), 0, |_, _| {});
     let client = client_socket(&link);
     let discover = fixture("ovmf_x64_discover.bin");
     let request = fixture("ovmf_x64_request_4011.bin");
@@ -270,8 +302,7 @@ fn ten_thousand_discovers_and_requests_without_an_allocation() {
     );
 }
 
-#[test]
-fn port_4011_is_answered_before_queued_discovers_and_drops_are_counted() {
+fn port_4011_is_answered_before_queued_discovers_and_drops_are_counted(io: IoMode) {
     netns::require_root();
     let link = Link::new("pq", 82);
     let client = Arc::new(client_socket(&link));
@@ -281,15 +312,21 @@ fn port_4011_is_answered_before_queued_discovers_and_drops_are_counted() {
     let ciaddr = Some(link.client_ip);
     let sender = client.clone();
     // Everything is queued on both sockets before the loop first looks.
-    let running = Running::start(&link, Vec::new(), move |dhcp, pxe| {
+    let running = Running::start(&link, io, Vec::new(), 0, move |dhcp, pxe| {
         for n in 0..200 {
-            sender.send_to(&with_client(&discover, n, None), dhcp).unwrap();
+            sender
+                .send_to(&with_client(&discover, n, None), dhcp)
+                .unwrap();
         }
         for n in 0..40 {
-            sender.send_to(&with_client(&request, 1000 + n, ciaddr), pxe).unwrap();
+            sender
+                .send_to(&with_client(&request, 1000 + n, ciaddr), pxe)
+                .unwrap();
         }
         for n in 0..30 {
-            sender.send_to(&with_client(&not_pxe, 2000 + n, None), dhcp).unwrap();
+            sender
+                .send_to(&with_client(&not_pxe, 2000 + n, None), dhcp)
+                .unwrap();
         }
         for n in 0..20 {
             sender.send_to(&[1, 2, 3, n], dhcp).unwrap();
@@ -305,10 +342,15 @@ fn port_4011_is_answered_before_queued_discovers_and_drops_are_counted() {
         };
         order.push(message_type(&buf[..len]));
     }
+    // The unanswered datagrams may still be in the loop's hands.
+    std::thread::sleep(Duration::from_millis(300));
     let stats = running.stop();
     assert_eq!(order.len(), 240, "every request answered");
     let first_offer = order.iter().position(|t| *t == Some(2)).unwrap();
-    let acks_after = order[first_offer..].iter().filter(|t| **t == Some(5)).count();
+    let acks_after = order[first_offer..]
+        .iter()
+        .filter(|t| **t == Some(5))
+        .count();
     assert_eq!(
         (first_offer, acks_after),
         (40, 0),
@@ -316,21 +358,28 @@ fn port_4011_is_answered_before_queued_discovers_and_drops_are_counted() {
     );
     assert_eq!((stats.offers, stats.acks), (200, 40));
     assert_eq!(stats.silences.get(Reason::NotPxe), 30, "{}", stats.silences);
-    assert_eq!(stats.silences.get(Reason::Malformed), 20, "{}", stats.silences);
+    assert_eq!(
+        stats.silences.get(Reason::Malformed),
+        20,
+        "{}",
+        stats.silences
+    );
     assert_eq!(stats.silences.total(), 50, "{}", stats.silences);
 }
 
-#[test]
-fn an_address_added_while_running_is_served_from() {
+fn an_address_added_while_running_is_served_from(io: IoMode) {
     netns::require_root();
     let link = Link::new("pa", 83);
     // Answer only on interfaces with an address in 10.77.0.0 (its own
     // prefix, as dnsmasq's `dhcp-range=10.77.0.0,proxy`).
-    let running = Running::start(&link, vec![(Ipv4Addr::new(10, 77, 0, 0), None)], |_, _| {});
+    let ranges = vec![(Ipv4Addr::new(10, 77, 0, 0), None)];
+    let running = Running::start(&link, io, ranges, 0, |_, _| {});
     let client = client_socket(&link);
     let discover = fixture("ovmf_x64_discover.bin");
     let mut buf = [0u8; 2048];
-    client.send_to(&with_client(&discover, 1, None), running.dhcp).unwrap();
+    client
+        .send_to(&with_client(&discover, 1, None), running.dhcp)
+        .unwrap();
     assert!(
         client.recv_from(&mut buf).is_err(),
         "answered on an interface outside the proxy range"
@@ -339,8 +388,13 @@ fn an_address_added_while_running_is_served_from() {
         .ip(&["addr", "add", "10.77.0.1/24", "dev", &link.server_if]);
     let deadline = Instant::now() + Duration::from_secs(5);
     let offer = loop {
-        assert!(Instant::now() < deadline, "no offer after the address was added");
-        client.send_to(&with_client(&discover, 2, None), running.dhcp).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "no offer after the address was added"
+        );
+        client
+            .send_to(&with_client(&discover, 2, None), running.dhcp)
+            .unwrap();
         if let Ok((len, _)) = client.recv_from(&mut buf) {
             break buf[..len].to_vec();
         }
@@ -358,8 +412,59 @@ fn an_address_added_while_running_is_served_from() {
         .ip(&["addr", "del", "10.77.0.1/24", "dev", &link.server_if]);
     std::thread::sleep(Duration::from_millis(200));
     while client.recv_from(&mut buf).is_ok() {}
-    client.send_to(&with_client(&discover, 3, None), running.dhcp).unwrap();
-    assert!(client.recv_from(&mut buf).is_err(), "answered after the address went");
+    client
+        .send_to(&with_client(&discover, 3, None), running.dhcp)
+        .unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "answered after the address went"
+    );
     let stats = running.stop();
-    assert!(stats.silences.get(Reason::OutsideRanges) >= 2, "{}", stats.silences);
+    assert!(
+        stats.silences.get(Reason::OutsideRanges) >= 2,
+        "{}",
+        stats.silences
+    );
+}
+
+fn a_delayed_offer_leaves_after_its_delay(io: IoMode) {
+    netns::require_root();
+    let link = Link::new("pd", 84);
+    let running = Running::start(&link, io, Vec::new(), 300, |_, _| {});
+    let client = client_socket(&link);
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let discover = fixture("ovmf_x64_discover.bin");
+    let request = fixture("ovmf_x64_request_4011.bin");
+    let mut buf = [0u8; 2048];
+    let sent = Instant::now();
+    for n in 0..20 {
+        client
+            .send_to(&with_client(&discover, n, None), running.dhcp)
+            .unwrap();
+    }
+    // An ACK is never delayed: it comes first.
+    client
+        .send_to(
+            &with_client(&request, 99, Some(link.client_ip)),
+            running.pxe,
+        )
+        .unwrap();
+    let (len, _) = client.recv_from(&mut buf).expect("the ACK");
+    assert_eq!(message_type(&buf[..len]), Some(5));
+    assert!(
+        sent.elapsed() < Duration::from_millis(300),
+        "the ACK waited"
+    );
+    for _ in 0..20 {
+        let (len, _) = client.recv_from(&mut buf).expect("a delayed OFFER");
+        assert_eq!(message_type(&buf[..len]), Some(2));
+        assert!(
+            sent.elapsed() >= Duration::from_millis(300),
+            "an OFFER left early"
+        );
+    }
+    let stats = running.stop();
+    assert_eq!((stats.offers, stats.acks), (20, 1));
 }

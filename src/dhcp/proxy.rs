@@ -27,8 +27,8 @@ use crate::wire::pxe::{
 };
 
 use super::arch::Arch;
-pub use super::silence::Silence;
 use super::config::{BootEntry, ConfigError, ProxyConfig};
+pub use super::silence::Silence;
 
 /// A buffer this long always holds a reply: header and cookie (240), 53 (3),
 /// 54 (6), 60, 43 and 67 (257 each at most), 97 (19) and END (1).

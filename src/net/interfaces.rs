@@ -264,7 +264,10 @@ mod tests {
         assert!(t.get(2).unwrap().addrs.is_empty());
         assert!(t.apply(&Event::DelLink(2)));
         assert!(!t.apply(&Event::DelLink(2)));
-        assert_eq!(t.interfaces().iter().map(|i| i.index).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            t.interfaces().iter().map(|i| i.index).collect::<Vec<_>>(),
+            [5]
+        );
     }
 
     #[test]
@@ -276,10 +279,19 @@ mod tests {
         let primary = Ipv4Addr::new(192, 168, 50, 1);
         assert_eq!(t.address_in(3, primary, &ten), None);
         t.apply(&Event::NewAddr(addr(3, [10, 99, 0, 1], 24)));
-        assert_eq!(t.address_in(3, primary, &ten), Some(Ipv4Addr::new(10, 99, 0, 1)));
+        assert_eq!(
+            t.address_in(3, primary, &ten),
+            Some(Ipv4Addr::new(10, 99, 0, 1))
+        );
         // A mask given in the configuration wins over the prefix.
-        let wide = [(Ipv4Addr::new(10, 0, 0, 0), Some(Ipv4Addr::new(255, 0, 0, 0)))];
-        assert_eq!(t.address_in(3, primary, &wide), Some(Ipv4Addr::new(10, 99, 0, 1)));
+        let wide = [(
+            Ipv4Addr::new(10, 0, 0, 0),
+            Some(Ipv4Addr::new(255, 0, 0, 0)),
+        )];
+        assert_eq!(
+            t.address_in(3, primary, &wide),
+            Some(Ipv4Addr::new(10, 99, 0, 1))
+        );
         // The address the kernel picked comes first when both match.
         let both = [(Ipv4Addr::new(0, 0, 0, 0), Some(Ipv4Addr::new(0, 0, 0, 0)))];
         assert_eq!(t.address_in(3, primary, &both), Some(primary));

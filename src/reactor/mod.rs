@@ -241,7 +241,9 @@ impl Bound {
                 Some(
                     std::thread::Builder::new()
                         .name("proxydhcp".into())
-                        .spawn(move || proxy::run(run.sockets, run.policy, run.listen, shared))?,
+                        .spawn(move || {
+                            proxy::run(run.sockets, run.policy, run.listen, shared, backend)
+                        })?,
                 )
             }
             None => None,

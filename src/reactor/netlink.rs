@@ -198,7 +198,10 @@ pub fn watch(mut socket: RouteSocket, interfaces: &Interfaces, stop: &AtomicBool
         }
         match socket.drain(&mut table) {
             Ok(true) => {
-                tracing::debug!(interfaces = table.interfaces().len(), "interface table changed");
+                tracing::debug!(
+                    interfaces = table.interfaces().len(),
+                    "interface table changed"
+                );
                 interfaces.publish(table.clone());
             }
             Ok(false) => {}

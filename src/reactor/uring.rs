@@ -14,8 +14,8 @@
 //! offered back). The ring is dropped before either (field and local
 //! order), and shutdown waits for every send and receive to complete.
 
-mod buf_ring;
-mod datagram;
+pub(crate) mod buf_ring;
+pub(crate) mod datagram;
 mod send_slots;
 #[cfg(test)]
 mod tests;
@@ -208,7 +208,7 @@ fn check_multishot(ring: &mut IoUring, fd: RawFd, template: &RecvTemplate) -> io
 /// A ring with the cheapest task-work mode this kernel accepts: one
 /// issuer, task work run only when we wait (no interrupts while the shard
 /// works), every queued entry submitted even if one fails.
-fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
+pub(crate) fn build_ring(sq: u32, cq: u32) -> io::Result<IoUring> {
     let tiers: [fn(&mut io_uring::Builder); 3] = [
         |b| {
             b.setup_single_issuer()

@@ -396,7 +396,10 @@ mod tests {
             kind::NEWLINK,
             &link_body(
                 3,
-                &[attr(IFLA_IFNAME, b"veth0\0"), attr(IFLA_MTU, &9000u32.to_ne_bytes())],
+                &[
+                    attr(IFLA_IFNAME, b"veth0\0"),
+                    attr(IFLA_MTU, &9000u32.to_ne_bytes()),
+                ],
             ),
         );
         datagram.extend(message(
@@ -405,10 +408,16 @@ mod tests {
                 AF_INET,
                 24,
                 3,
-                &[attr(IFA_ADDRESS, &[10, 9, 0, 2]), attr(IFA_LOCAL, &[10, 9, 0, 1])],
+                &[
+                    attr(IFA_ADDRESS, &[10, 9, 0, 2]),
+                    attr(IFA_LOCAL, &[10, 9, 0, 1]),
+                ],
             ),
         ));
-        datagram.extend(message(kind::NEWADDR, &addr_body(10, 64, 3, &[attr(IFA_ADDRESS, &[0; 16])])));
+        datagram.extend(message(
+            kind::NEWADDR,
+            &addr_body(10, 64, 3, &[attr(IFA_ADDRESS, &[0; 16])]),
+        ));
         datagram.extend(message(kind::DELLINK, &link_body(4, &[])));
         datagram.extend(message(kind::DONE, &[0; 4]));
         let events: Vec<_> = messages(&datagram).collect::<Result<_, _>>().unwrap();
@@ -467,7 +476,10 @@ mod tests {
         let mut out = [0u8; DUMP_REQUEST_LEN];
         dump_request(kind::GETADDR, 7, &mut out);
         assert_eq!(u32::from_ne_bytes(out[0..4].try_into().unwrap()), 20);
-        assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), kind::GETADDR);
+        assert_eq!(
+            u16::from_ne_bytes(out[4..6].try_into().unwrap()),
+            kind::GETADDR
+        );
         assert_eq!(u16::from_ne_bytes(out[6..8].try_into().unwrap()), 0x301);
         assert_eq!(out[16], AF_INET);
     }

@@ -27,6 +27,22 @@ pub struct Arrival {
     pub local: Ipv4Addr,
 }
 
+impl Arrival {
+    /// Reads the source and the packet info of a received datagram;
+    /// `None` unless both are IPv4.
+    pub fn from_control(from: std::net::SocketAddr, control: &[u8]) -> Option<Arrival> {
+        let std::net::SocketAddr::V4(from) = from else {
+            return None;
+        };
+        let (_, ifindex, local) = pktinfo_v4(control)?;
+        Some(Arrival {
+            from,
+            ifindex: ifindex as i32,
+            local,
+        })
+    }
+}
+
 fn sockaddr_v4(addr: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -112,20 +128,13 @@ impl RecvBatch {
             return None;
         }
         let control = &s.controls[i][..h.msg_hdr.msg_controllen.min(CONTROL_LEN)];
-        let (_, ifindex, local) = pktinfo_v4(control)?;
         let from = SocketAddrV4::new(
             Ipv4Addr::from(u32::from_be(s.names[i].sin_addr.s_addr)),
             u16::from_be(s.names[i].sin_port),
         );
+        let arrival = Arrival::from_control(from.into(), control)?;
         let len = (h.msg_len as usize).min(RECV_LEN);
-        Some((
-            &s.bufs[i][..len],
-            Arrival {
-                from,
-                ifindex: ifindex as i32,
-                local,
-            },
-        ))
+        Some((&s.bufs[i][..len], arrival))
     }
 }
 
@@ -269,7 +278,10 @@ mod tests {
         let (bytes, arrival) = batch.get(3).unwrap();
         assert_eq!(bytes, &[3u8; 10]);
         assert_eq!(arrival.local, Ipv4Addr::LOCALHOST);
-        assert_eq!(std::net::SocketAddr::V4(arrival.from), client.local_addr().unwrap());
+        assert_eq!(
+            std::net::SocketAddr::V4(arrival.from),
+            client.local_addr().unwrap()
+        );
         assert!(batch.get(BATCH).is_none());
         assert_eq!(batch.recv(server.as_raw_fd()), 6);
         assert!(batch.get(4).is_some());

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod delayed;
+mod uring;
 
 use std::io;
 use std::mem::size_of;
@@ -22,8 +23,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use self::batch::{Arrival, BATCH, RecvBatch, SendBatch};
 use self::delayed::DelayQueue;
-use super::Shared;
 use super::socket::bind_error;
+use super::{IoMode, Shared};
 use crate::dhcp::{
     Destination, MAX_REPLY_LEN, MacPattern, Policy, Reason, Reply, ReplyKind, Request, ServerPort,
     SilenceCounts,
@@ -153,14 +154,16 @@ impl ProxyStats {
 /// Port 4011 batches read before the next batch of port 67.
 const PXE_BATCHES_PER_TURN: usize = 4;
 
-/// Serves until the server stops.
+/// Serves until the server stops: with io_uring multishot receives when
+/// `backend` is io_uring (and its set-up works), else with `recvmmsg`.
 pub fn run(
     sockets: ProxySockets,
     policy: Policy,
     settings: ProxyListen,
     shared: Arc<Shared>,
+    backend: IoMode,
 ) -> ProxyStats {
-    let mut server = Answerer {
+    let mut answerer = Answerer {
         policy,
         interfaces: shared.interfaces.view(),
         settings,
@@ -172,6 +175,23 @@ pub fn run(
         dhcp_fd: sockets.dhcp.as_raw_fd(),
         pxe_fd: sockets.pxe.as_raw_fd(),
     };
+    if backend == IoMode::Uring {
+        match uring::setup() {
+            Ok(serve) => {
+                serve(&mut answerer, &shared);
+                return answerer.stats;
+            }
+            Err(e) => tracing::warn!("proxyDHCP: io_uring set-up failed ({e}); using recvmmsg"),
+        }
+    }
+    serve_recvmmsg(&mut answerer, &shared);
+    // The sockets close only now: the answerer used their descriptors.
+    drop(sockets);
+    answerer.stats
+}
+
+/// The epoll backend's loop: `poll` when idle, `recvmmsg` per batch.
+fn serve_recvmmsg(server: &mut Answerer, shared: &Shared) {
     let mut batch = RecvBatch::default();
     let mut fds = [
         libc::pollfd {
@@ -213,7 +233,6 @@ pub fn run(
         unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as i32) };
     }
     server.flush();
-    server.stats
 }
 
 /// Everything the loop needs to answer a batch.
@@ -232,6 +251,13 @@ struct Answerer {
 }
 
 impl Answerer {
+    fn fd(&self, port: ServerPort) -> RawFd {
+        match port {
+            ServerPort::Dhcp => self.dhcp_fd,
+            ServerPort::Pxe => self.pxe_fd,
+        }
+    }
+
     fn answer_batch(&mut self, batch: &RecvBatch, received: usize, port: ServerPort) {
         for i in 0..received {
             match batch.get(i) {
@@ -277,24 +303,32 @@ impl Answerer {
             }
         };
         let to = reply.destination.socket_addr();
-        let bytes = &self.scratch[..reply.len];
         if let Some(delay) = reply.delay.filter(|d| !d.is_zero()) {
-            if !self
-                .delayed
-                .hold(Instant::now() + delay, bytes, reply.source_port, to, arrival)
-            {
+            let bytes = &self.scratch[..reply.len];
+            if !self.delayed.hold(
+                Instant::now() + delay,
+                bytes,
+                reply.source_port,
+                to,
+                arrival,
+            ) {
                 self.stats.silences.add(Reason::DelayQueueFull);
                 return;
             }
         } else {
-            let (out, fd) = match reply.source_port {
-                ServerPort::Pxe => (&mut self.out_pxe, self.pxe_fd),
-                ServerPort::Dhcp => (&mut self.out_dhcp, self.dhcp_fd),
+            let full = match reply.source_port {
+                ServerPort::Pxe => self.out_pxe.is_full(),
+                ServerPort::Dhcp => self.out_dhcp.is_full(),
             };
-            if out.is_full() {
-                self.stats.unsent += out.flush(fd);
+            if full {
+                // Both, ACKs first: replies leave in the order of priority.
+                self.flush();
             }
-            out.push(bytes, to, &arrival);
+            let out = match reply.source_port {
+                ServerPort::Pxe => &mut self.out_pxe,
+                ServerPort::Dhcp => &mut self.out_dhcp,
+            };
+            out.push(&self.scratch[..reply.len], to, &arrival);
         }
         match reply.kind {
             ReplyKind::Offer => self.stats.offers += 1,

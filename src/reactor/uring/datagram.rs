@@ -7,11 +7,17 @@ use std::mem::size_of;
 
 use io_uring::types::RecvMsgOut;
 
+use std::net::SocketAddr;
+
 use crate::reactor::socket::{CONTROL_LEN, RecvMeta, parse_control, sockaddr_to_std};
 
 /// `struct io_uring_recvmsg_out`: four u32 (name, control and payload
 /// lengths, flags) at the start of every buffer.
 const RECVMSG_OUT_LEN: usize = 16;
+
+/// A received datagram's source, control messages and payload (`None`
+/// when it was cut short).
+pub type Parts<'a> = (SocketAddr, &'a [u8], Option<&'a [u8]>);
 
 /// The msghdr every multishot receive is armed with. Only the two lengths
 /// matter to the kernel (it lays the buffer out by them); the same values
@@ -39,11 +45,10 @@ impl RecvTemplate {
         RECVMSG_OUT_LEN + self.msg.msg_namelen as usize + self.msg.msg_controllen
     }
 
-    /// Splits a filled buffer into where the datagram came from and its
-    /// payload. `None` when the buffer or the source address is malformed.
-    /// A payload cut short because it did not fit is returned empty, so
-    /// the shard counts it as malformed (as the epoll backend does).
-    pub fn parse<'a>(&self, filled: &'a [u8]) -> Option<(RecvMeta, &'a [u8])> {
+    /// Splits a filled buffer into the source address, the control
+    /// messages and the payload (`None` when the payload was cut short).
+    /// `None` when the buffer or the source address is malformed.
+    pub fn parts<'a>(&self, filled: &'a [u8]) -> Option<Parts<'a>> {
         let out = RecvMsgOut::parse(filled, &self.msg).ok()?;
         if out.is_name_data_truncated() {
             return None;
@@ -57,19 +62,30 @@ impl RecvTemplate {
             std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), len)
         };
         let from = sockaddr_to_std(&storage)?;
-        let (local_ip, ifindex) = parse_control(out.control_data());
+        // The fields lie back to back at fixed offsets; `RecvMsgOut` lends
+        // them only for its own lifetime, so take them from `filled`.
+        let control_at = RECVMSG_OUT_LEN + self.msg.msg_namelen as usize;
+        let control = filled.get(control_at..control_at + out.control_data().len())?;
+        if out.is_payload_truncated() {
+            return Some((from, control, None));
+        }
+        let start = self.overhead();
+        let payload = filled.get(start..start + out.payload_data().len())?;
+        Some((from, control, Some(payload)))
+    }
+
+    /// Splits a filled buffer into where the datagram came from and its
+    /// payload. `None` when the buffer or the source address is malformed.
+    /// A payload cut short because it did not fit is returned empty, so
+    /// the shard counts it as malformed (as the epoll backend does).
+    pub fn parse<'a>(&self, filled: &'a [u8]) -> Option<(RecvMeta, &'a [u8])> {
+        let (from, control, payload) = self.parts(filled)?;
+        let (local_ip, ifindex) = parse_control(control);
         let meta = RecvMeta {
             from,
             local_ip,
             ifindex,
         };
-        if out.is_payload_truncated() {
-            return Some((meta, &[]));
-        }
-        // `RecvMsgOut` lends the payload only for its own lifetime; the
-        // payload is the same bytes, right after the two fixed fields.
-        let start = self.overhead();
-        let payload = filled.get(start..start + out.payload_data().len())?;
-        Some((meta, payload))
+        Some((meta, payload.unwrap_or(&[])))
     }
 }
