@@ -1,25 +1,64 @@
 #!/usr/bin/env python3
-"""Side-by-side TFTP benchmark: rackboot against dnsmasq, tftpd-hpa and atftpd.
+"""Side-by-side benchmarks: rackboot against dnsmasq, tftpd-hpa and atftpd
+(TFTP, S1..S5) and against dnsmasq (proxyDHCP, D1 and D2).
 
-Each server runs alone on 127.0.0.1:69, pinned to CPU 0, inside fresh
-cpuacct and memory cgroups (so forked children and threads are counted);
-rackboot-load runs pinned to CPU 1. Every scenario runs --runs times per
-server; the table shows medians and each figure's ratio to the best peer.
-`--servers floor,...` adds tools/tftp-floor.rs, a bare lock-step responder
-(S1, S2 only: no windows, no retransmission) whose CPU per GiB is the
-kernel's own cost for the traffic: a yardstick, never counted as a peer.
+Each server runs alone, pinned to CPU 0, inside fresh cpuacct and memory
+cgroups (so forked children and threads are counted); the load runs pinned
+to CPU 1. Every scenario runs --runs times per server; the tables show
+medians and each figure's ratio to the best peer (TFTP) or to dnsmasq
+(DHCP). `--servers floor,...` adds a bare responder whose CPU per unit of
+work is the kernel's own cost for the traffic: a yardstick, never counted
+as a peer.
+
+TFTP (S1..S5): servers on 127.0.0.1:69, rackboot-load as the clients. The
+floor is tools/tftp-floor.rs, a lock-step responder (S1, S2 only: no
+windows, no retransmission).
+
+DHCP (D1, D2): the script makes two network namespaces joined by a veth
+pair, the server's (10.254.0.1/24) and the clients' (10.254.0.2/24), named
+after its pid, and deletes them when it ends, on errors, Ctrl-C and SIGTERM
+too. rackboot and dnsmasq read the same dnsmasq.conf (port=0,
+dhcp-range=10.254.0.0,proxy, two pxe-service lines, no enable-tftp:
+rackboot imports it with --dnsmasq-conf and opens no TFTP port); the floor
+is tools/dhcp-floor.rs, a stateless OFFER/ACK writer on recvmmsg/sendmmsg.
+tftpd-hpa and atftpd have no DHCP and are skipped.
+
+- D1, a DISCOVER storm: ISC perfdhcp (`-i`: DISCOVER/OFFER only, `-B`
+  broadcast flag, 10000 client MACs, the options of a BIOS PXE ROM)
+  broadcasts from the client namespace for --dhcp-period seconds at each of
+  --dhcp-rates (`max`: no -r, as fast as perfdhcp sends). Per rate: the
+  DISCOVERs/s it managed to offer (sent / period), OFFERs/s received, drops
+  (sent - received), mean and max delay, server CPU-us per OFFER (cgroup
+  CPU / OFFERs), server CPU %, peak RSS, perfdhcp's own CPU %, and where
+  datagrams were lost: the server's socket buffers, the client's (perfdhcp
+  falling behind) or the per-CPU backlog the veth feeds.
+- D2, PXE boots: rackboot-load --scenario dhcp --dhcp-broadcast (10000
+  clients, 1000 at once: DISCOVER, broadcast OFFER on :68, REQUEST to
+  4011, ACK). Wall time, clients/s, valid ACKs and ACKs answered at all
+  (dnsmasq's ACK carries yiaddr = ciaddr and ciaddr 0, which rackboot-load
+  rejects as ack-yiaddr-nonzero: its clients count as failed, yet answered),
+  p50/p99 (valid ACKs only), server CPU-us per client.
+
+A veth delivers each datagram in the sender's softirq, on the sender's CPU
+and (without IRQ time accounting) mostly on the sender's bill: the server's
+CPU includes the kernel's delivery of its replies into the client
+namespace, the load's CPU that of the requests into the server's socket.
 
     sudo python3 tools/bench.py                 # all scenarios, 3 runs
     sudo python3 tools/bench.py --scenarios S1,S3 --runs 1 --servers rackboot,dnsmasq
+    sudo python3 tools/bench.py --scenarios D1,D2 --runs 1 --servers rackboot,dnsmasq,floor
 
-Needs root (port 69, cgroups), the Debian packages dnsmasq and tftpd-hpa,
-and atftpd's binary, which is unpacked from its package (it conflicts with
-tftpd-hpa's) into the work directory. Results also go to --out (JSON).
+Needs root (port 69, namespaces, cgroups), the Debian packages dnsmasq and
+tftpd-hpa, perfdhcp (kea-admin) for D1, and atftpd's binary, which is
+unpacked from its package (it conflicts with tftpd-hpa's) into the work
+directory. Results also go to --out (JSON).
 """
 
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import statistics
@@ -54,6 +93,26 @@ SCENARIOS = {
 
 # tftp-floor knows lock-step with blksize only, and 16-bit block numbers.
 FLOOR_SCENARIOS = ("S1", "S2")
+
+# DHCP scenarios, run between two network namespaces joined by a veth pair.
+DHCP_SCENARIOS = {
+    "D1": "DISCOVER storm: perfdhcp, 10000 BIOS PXE clients, DISCOVER-OFFER only, swept over rates",
+    "D2": "10000 PXE boots (DISCOVER, OFFER, REQUEST to 4011, ACK), 1000 at once: rackboot-load --scenario dhcp",
+}
+DHCP_SERVERS = ("rackboot", "rackboot-epoll", "dnsmasq", "floor")
+DHCP_SERVER_IP = "10.254.0.1"
+DHCP_CLIENT_IP = "10.254.0.2"
+# dnsmasq's own configuration, which rackboot imports (--dnsmasq-conf):
+# proxyDHCP only, no DNS, no TFTP (rackboot then listens on no TFTP port).
+DNSMASQ_PXE_CONF = f"""# bench.py D1, D2: proxyDHCP only; no DNS (port=0), no TFTP (no enable-tftp)
+port=0
+dhcp-range={DHCP_SERVER_IP.rsplit(".", 1)[0]}.0,proxy
+pxe-service=x86PC,"Boot BIOS",pxelinux
+pxe-service=x86-64_EFI,"Boot UEFI",ipxe
+"""
+# What a BIOS PXE ROM sends: class, arch 0, UNDI 2.1, a type-0 UUID.
+PERFDHCP_OPTIONS = ["-o", "60," + b"PXEClient:Arch:00000:UNDI:002001".hex(), "-o", "93,0000", "-o", "94,010201",
+                    "-o", "97,00" + bytes(range(0x10, 0x20)).hex()]
 
 FILES = {
     "pxelinux.0": 42 * 1024 + 123,
@@ -111,6 +170,25 @@ def server_command(name: str, root: Path, work: Path) -> list[str]:
     if name == "atftpd":
         return [str(atftpd_binary(work)), "--daemon", "--no-fork", "--port", str(PORT), "--bind-address", HOST,
                 "--maxthread", "20000", "--user", "root", "--group", "root", "--logfile", "/dev/null", str(root)]
+    raise ValueError(name)
+
+
+def dhcp_server_command(name: str, root: Path, work: Path) -> list[str]:
+    """The proxyDHCP servers of D1, D2, all reading the same dnsmasq.conf
+    (the floor reads none: it answers every PXE DISCOVER alike)."""
+    conf = work / "pxe-dnsmasq.conf"
+    conf.write_text(DNSMASQ_PXE_CONF)
+    if name in ("rackboot", "rackboot-epoll"):
+        # `rackboot-epoll`: the recvmmsg loop instead of io_uring receives.
+        io = ["--io", "epoll"] if name == "rackboot-epoll" else []
+        return [str(REPO / "target/release/rackboot"), "--dnsmasq-conf", str(conf), "--root", str(root),
+                "--shards", "1", *io]
+    if name == "floor":
+        return [str(REPO / "target/release/dhcp-floor")]
+    if name == "dnsmasq":
+        return ["dnsmasq", "--keep-in-foreground", "--quiet-dhcp", f"--conf-file={conf}", "--user=root",
+                f"--pid-file={work}/dnsmasq-dhcp.pid", f"--dhcp-leasefile={work}/dnsmasq-dhcp.leases",
+                "--log-facility=/dev/null"]
     raise ValueError(name)
 
 
@@ -193,48 +271,75 @@ def wait_ready(timeout: float = 10.0) -> None:
     raise RuntimeError("server did not answer within 10 s")
 
 
-def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path) -> dict:
-    cg = Cgroup(f"{server}-{scenario}")
-    cmd = server_command(server, root, work)
-    # The wrapper joins the cgroups, then execs the pinned server: every
-    # process and thread it ever makes is counted.
-    joins = "; ".join(f"echo $$ > {f}" for f in cg.procs_files())
-    wrapper = ["bash", "-c", f'{joins}; exec taskset -c 0 "$@"', "bench-server", *cmd]
-    log = open(work / f"{server}-{scenario}.log", "w")
-    proc = subprocess.Popen(wrapper, stdout=log, stderr=subprocess.STDOUT)
-    peak = {"rss": 0, "anon": 0}
-    stop = threading.Event()
+class ServerProcess:
+    """One server in fresh cgroups, pinned to CPU 0 (inside network
+    namespace `netns` when given), its peak memory sampled every 100 ms.
+    The wrapper joins the cgroups, then execs the pinned server: every
+    process and thread it ever makes is counted, and killed on exit."""
 
-    def sample():
-        while not stop.is_set():
-            pids = cg.pids()
-            peak["rss"] = max(peak["rss"], sum(rss_bytes(p) for p in pids))
-            peak["anon"] = max(peak["anon"], sum(rss_bytes(p, "RssAnon") for p in pids))
-            stop.wait(0.1)
+    def __init__(self, label: str, cmd: list[str], log_path: Path, netns: str | None = None):
+        self.label, self.cmd, self.log_path, self.netns = label, cmd, log_path, netns
+        self.peak = {"rss": 0, "anon": 0}
+        self.stop = threading.Event()
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    try:
-        wait_ready()
-        cpu0 = cg.cpu_seconds()
-        sampler.start()
-        out = work / f"{server}-{scenario}.json"
-        load = ["taskset", "-c", "1", str(load_bin), "--server", f"{HOST}:{PORT}", "--verify-dir", str(root),
-                "--json", str(out), "--duration-limit", "240", *SCENARIOS[scenario][1]]
-        subprocess.run(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-        cpu = cg.cpu_seconds() - cpu0
-        stop.set()
-        sampler.join()
-        result = json.loads(out.read_text())
-    finally:
-        stop.set()
-        for pid in cg.pids():  # only what this run started: the cgroup's members
+    def __enter__(self):
+        self.cg = Cgroup(self.label)
+        joins = "; ".join(f"echo $$ > {f}" for f in self.cg.procs_files())
+        inside = f"ip netns exec {self.netns} " if self.netns else ""
+        wrapper = ["bash", "-c", f'{joins}; exec {inside}taskset -c 0 "$@"', "bench-server", *self.cmd]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(wrapper, stdout=self.log, stderr=subprocess.STDOUT)
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
+        return self
+
+    def _sample(self):
+        while not self.stop.is_set():
+            pids = self.cg.pids()
+            self.peak["rss"] = max(self.peak["rss"], sum(rss_bytes(p) for p in pids))
+            self.peak["anon"] = max(self.peak["anon"], sum(rss_bytes(p, "RssAnon") for p in pids))
+            self.stop.wait(0.1)
+
+    def reset_peak(self):
+        self.peak = {"rss": 0, "anon": 0}
+
+    def cpu_seconds(self) -> float:
+        return self.cg.cpu_seconds()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for pid in self.cg.pids():  # only what this run started: the cgroup's members
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        proc.wait(timeout=10)
-        log.close()
-        cg.remove()
+        self.proc.wait(timeout=10)
+        self.sampler.join()
+        self.log.close()
+        self.cg.remove()
+        return False
+
+
+def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path) -> dict:
+    cmd = server_command(server, root, work)
+    with ServerProcess(f"{server}-{scenario}", cmd, work / f"{server}-{scenario}.log") as srv:
+        wait_ready()
+        cpu0 = srv.cpu_seconds()
+        srv.reset_peak()
+        out = work / f"{server}-{scenario}.json"
+        load = ["taskset", "-c", "1", str(load_bin), "--server", f"{HOST}:{PORT}", "--verify-dir", str(root),
+                "--json", str(out), "--duration-limit", "240", *SCENARIOS[scenario][1]]
+        subprocess.run(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        cpu = srv.cpu_seconds() - cpu0
+        peak = dict(srv.peak)
+        result = json.loads(out.read_text())
     gib = max(result.get("bytes", 0), 1) / GIB
     return {
         "ok": result.get("ok", 0),
@@ -250,40 +355,264 @@ def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path)
     }
 
 
+class Netns:
+    """The DHCP scenarios' network: a server namespace (DHCP_SERVER_IP/24)
+    and a client namespace (DHCP_CLIENT_IP/24) joined by a veth pair, named
+    after this process. close() kills whatever still runs inside them (only
+    this script starts anything there) and deletes them; main() reaches it
+    from a finally, on errors, Ctrl-C and SIGTERM alike."""
+
+    def __init__(self):
+        tag = os.getpid()
+        self.server, self.client = f"rbbench-srv-{tag}", f"rbbench-cli-{tag}"
+        self.server_if, self.client_if = f"rbs{tag}", f"rbc{tag}"  # under IFNAMSIZ (15)
+
+    def __enter__(self):
+        try:
+            for cmd in (["netns", "add", self.server], ["netns", "add", self.client],
+                        ["link", "add", self.server_if, "netns", self.server, "type", "veth",
+                         "peer", "name", self.client_if, "netns", self.client],
+                        ["-n", self.server, "addr", "add", f"{DHCP_SERVER_IP}/24", "dev", self.server_if],
+                        ["-n", self.client, "addr", "add", f"{DHCP_CLIENT_IP}/24", "dev", self.client_if],
+                        ["-n", self.server, "link", "set", self.server_if, "up"],
+                        ["-n", self.client, "link", "set", self.client_if, "up"],
+                        ["-n", self.server, "link", "set", "lo", "up"],
+                        ["-n", self.client, "link", "set", "lo", "up"]):
+                subprocess.run(["ip", *cmd], check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as e:
+            self.close()
+            raise RuntimeError(f"ip {' '.join(e.cmd[1:])}: {e.stderr.strip()}") from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def exec(self, ns: str) -> list[str]:
+        return ["ip", "netns", "exec", ns]
+
+    def close(self):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
+        try:
+            for ns in (self.server, self.client):
+                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            # A veth made but not yet moved (a failure half-way) is in ours.
+            subprocess.run(["ip", "link", "del", self.server_if], capture_output=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def wait_dhcp_ready(net: Netns, srv: ServerProcess, timeout: float = 10.0) -> None:
+    """Until the server has bound UDP 67 and 4011 in its namespace."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not srv.alive():
+            raise RuntimeError(f"server exited at start:\n{srv.log_tail()}")
+        ports = subprocess.run([*net.exec(net.server), "ss", "-Hlun"], capture_output=True, text=True).stdout
+        bound = {line.split()[3].rsplit(":", 1)[-1] for line in ports.splitlines() if len(line.split()) > 3}
+        if {"67", "4011"} <= bound:
+            time.sleep(0.2)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not bind UDP 67 and 4011 within {timeout:.0f} s:\n{srv.log_tail()}")
+
+
+def udp_rcvbuf_errors(ns: str) -> int:
+    """Datagrams a full socket receive buffer dropped in namespace `ns`."""
+    lines = [l.split() for l in subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"],
+                                               capture_output=True, text=True).stdout.splitlines()
+             if l.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"]) if len(lines) >= 2 else 0
+
+
+def backlog_drops() -> int:
+    """Packets dropped by full per-CPU input backlogs (netdev_max_backlog),
+    where a veth queues what it delivers; system-wide."""
+    return sum(int(l.split()[1], 16) for l in Path("/proc/net/softnet_stat").read_text().splitlines())
+
+
+class Losses:
+    """Where lost datagrams went, between start and stop: the server's
+    sockets, the client's, or the backlog the veth feeds."""
+
+    def __init__(self, net: "Netns"):
+        self.net = net
+        self.start = self._read()
+
+    def _read(self) -> tuple[int, int, int]:
+        return udp_rcvbuf_errors(self.net.server), udp_rcvbuf_errors(self.net.client), backlog_drops()
+
+    def stop(self) -> dict:
+        end = self._read()
+        return {k: b - a for k, a, b in zip(("lost_server_sock", "lost_client_sock", "lost_backlog"),
+                                            self.start, end)}
+
+
+def children_cpu() -> float:
+    """CPU seconds of this script's reaped children (the load tools)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def parse_perfdhcp(text: str) -> dict:
+    """perfdhcp's final DISCOVER-OFFER statistics."""
+    def num(label: str) -> float:
+        m = re.search(rf"^{label}: ([0-9.]+)", text, re.MULTILINE)
+        if not m:
+            raise RuntimeError(f"perfdhcp printed no '{label}':\n{text[-2000:]}")
+        return float(m.group(1))
+    return {k: num(label) for k, label in (("sent", "sent packets"), ("received", "received packets"),
+                                          ("orphans", "orphans"), ("min_ms", "min delay"),
+                                          ("avg_ms", "avg delay"), ("max_ms", "max delay"))}
+
+
+def run_d1(server: str, root: Path, work: Path, net: Netns, rates: list[str], period: float, run: int) -> dict:
+    """One server, the rates in turn: {rate: figures}."""
+    cmd = dhcp_server_command(server, root, work)
+    out = {}
+    with ServerProcess(f"{server}-D1", cmd, work / f"{server}-D1.log", net.server) as srv:
+        wait_dhcp_ready(net, srv)
+        for rate in rates:
+            perf = [*net.exec(net.client), "taskset", "-c", "1", "perfdhcp", "-4", "-l", net.client_if, "-i", "-B",
+                    "-R", "10000", "-p", f"{period:g}", "-W", "500000", "-g", "single",
+                    *([] if rate == "max" else ["-r", rate]), *PERFDHCP_OPTIONS]
+            losses = Losses(net)  # first: its `ip netns exec cat` is no part of the load's CPU
+            cpu0, load0, t0 = srv.cpu_seconds(), children_cpu(), time.monotonic()
+            srv.reset_peak()
+            done = subprocess.run(perf, capture_output=True, text=True, timeout=period + 60)
+            cpu, load_cpu, wall = srv.cpu_seconds() - cpu0, children_cpu() - load0, time.monotonic() - t0
+            (work / f"D1-{server}-{rate}-run{run}.txt").write_text(done.stdout + done.stderr)
+            if done.returncode not in (0, 3):  # 3: some exchanges not completed
+                raise RuntimeError(f"perfdhcp exited {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}")
+            p = parse_perfdhcp(done.stdout)
+            if not srv.alive():
+                raise RuntimeError(f"{server} died during D1 at rate {rate}:\n{srv.log_tail()}")
+            out[rate] = {
+                "offered_s": p["sent"] / period,
+                "offers_s": p["received"] / period,
+                "sent": p["sent"],
+                "received": p["received"],
+                "drops_pct": 100 * (p["sent"] - p["received"]) / max(p["sent"], 1),
+                "orphans": p["orphans"],
+                "avg_ms": p["avg_ms"],
+                "max_ms": p["max_ms"],
+                "cpu_us_per_offer": 1e6 * cpu / max(p["received"], 1),
+                "server_cpu_pct": 100 * cpu / period,
+                "peak_rss_mib": srv.peak["rss"] / MIB,
+                "peak_anon_mib": srv.peak["anon"] / MIB,
+                "load_cpu_pct": 100 * load_cpu / wall,
+                **losses.stop(),
+            }
+            time.sleep(0.5)  # let the last replies drain before the next rate
+    return out
+
+
+def run_d2(server: str, root: Path, work: Path, net: Netns, load_bin: Path, clients: int, concurrency: int) -> dict:
+    cmd = dhcp_server_command(server, root, work)
+    out = work / f"{server}-D2.json"
+    out.unlink(missing_ok=True)
+    with ServerProcess(f"{server}-D2", cmd, work / f"{server}-D2.log", net.server) as srv:
+        wait_dhcp_ready(net, srv)
+        load = [*net.exec(net.client), "taskset", "-c", "1", str(load_bin), "--server", f"{DHCP_SERVER_IP}:67",
+                "--scenario", "dhcp", "--clients", str(clients), "--concurrency", str(concurrency),
+                "--dhcp-broadcast", "--json", str(out), "--duration-limit", "120"]
+        if server == "dnsmasq":
+            # dnsmasq's ACK carries the client's address in yiaddr, ciaddr 0:
+            # firmware takes it, so count it as answered (rackboot-load is
+            # strict by default, for rackboot's own regressions).
+            load.append("--dhcp-swapped-ack")
+        cpu0, losses = srv.cpu_seconds(), Losses(net)
+        srv.reset_peak()
+        done = subprocess.run(load, capture_output=True, text=True, timeout=180)
+        cpu = srv.cpu_seconds() - cpu0
+        lost = losses.stop()
+        peak = dict(srv.peak)
+        if not out.exists():
+            raise RuntimeError(f"rackboot-load exited {done.returncode}:\n{done.stderr[-2000:]}")
+        result = json.loads(out.read_text())
+    failures = result.get("failures", {})
+    # A client failed for its ACK's content (ack-*) was answered all the same.
+    rejected = sum(n for kind, n in failures.items() if kind.startswith("ack-"))
+    return {
+        "wall_s": result["seconds"],
+        "clients_s": result["clients"] / max(result["seconds"], 1e-9),
+        "acks": result.get("acks", 0),
+        "answered": result.get("acks", 0) + rejected,
+        "failed": result["failed"],
+        "unanswered": result.get("unanswered_requests", 0),
+        "p50_ms": result.get("p50_ms", 0.0),
+        "p99_ms": result.get("p99_ms", 0.0),
+        "cpu_us_per_client": 1e6 * cpu / max(result["clients"], 1),
+        "peak_rss_mib": peak["rss"] / MIB,
+        "peak_anon_mib": peak["anon"] / MIB,
+        "load_cpu_s": result.get("client_cpu_seconds", 0.0),
+        **lost,
+        "failure_kinds": ", ".join(f"{n} x {kind}" for kind, n in sorted(failures.items())),
+    }
+
+
 def median_of(runs: list[dict]) -> dict:
+    """Medians of the numbers; other values (text) from the last run."""
     keys = runs[0].keys()
-    return {k: statistics.median(r[k] for r in runs) for k in keys}
+    return {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[-1][k]
+            for k in keys}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--scenarios", default=",".join([*SCENARIOS, *DHCP_SCENARIOS]))
     ap.add_argument("--servers", default="rackboot,dnsmasq,tftpd-hpa,atftpd")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", default="/tmp/rackboot-bench")
     ap.add_argument("--out", default="bench-results.json")
+    ap.add_argument("--dhcp-rates", default="2000,5000,10000,20000,40000,max",
+                    help="D1: DISCOVERs per second asked of perfdhcp; max: no -r, as fast as it sends")
+    ap.add_argument("--dhcp-period", type=float, default=5.0, help="D1: seconds per rate")
+    ap.add_argument("--dhcp-clients", type=int, default=10000, help="D2: clients")
+    ap.add_argument("--dhcp-concurrency", type=int, default=1000, help="D2: clients at once")
     args = ap.parse_args()
     if os.geteuid() != 0:
-        sys.exit("bench.py: run as root (port 69 and cgroups)")
+        sys.exit("bench.py: run as root (port 69, network namespaces and cgroups)")
+    # SIGTERM and SIGHUP unwind like Ctrl-C: every finally runs, the
+    # namespaces and cgroups go.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     scenarios = args.scenarios.split(",")
+    unknown = [s for s in scenarios if s not in SCENARIOS and s not in DHCP_SCENARIOS]
+    if unknown:
+        sys.exit(f"bench.py: unknown scenarios {','.join(unknown)}; choose from "
+                 f"{','.join([*SCENARIOS, *DHCP_SCENARIOS])}")
+    tftp = [s for s in scenarios if s in SCENARIOS]
+    dhcp = [s for s in scenarios if s in DHCP_SCENARIOS]
     servers = args.servers.split(",")
     work = Path(args.work)
     root = work / "root"
     root.mkdir(parents=True, exist_ok=True)
     needed = set()
-    for s in scenarios:
+    for s in tftp:
         a = SCENARIOS[s][1]
         needed |= {a[a.index("--file") + 1]} if "--file" in a else set(FILES) - {"f32m", "f1g"}
     make_root(root, needed)
     warm_page_cache(root, needed)
-    subprocess.run(["cargo", "build", "--release", "--bin", "rackboot", "--bin", "rackboot-load", "--bin", "tftp-floor"],
-                   cwd=REPO, check=True)
+    bins = ["rackboot", "rackboot-load"] + (["tftp-floor"] if tftp else []) + (["dhcp-floor"] if dhcp else [])
+    subprocess.run(["cargo", "build", "--release", *(a for b in bins for a in ("--bin", b))], cwd=REPO, check=True)
     load_bin = REPO / "target/release/rackboot-load"
     for s in servers:
-        if s not in ("rackboot", "atftpd", "floor") and not shutil.which(server_command(s, root, work)[0]):
+        if not s.startswith("rackboot") and s not in ("atftpd", "floor") and not shutil.which(server_command(s, root, work)[0]):
             sys.exit(f"bench.py: {s} not installed (apt-get install dnsmasq tftpd-hpa)")
+    if "D1" in dhcp and not shutil.which("perfdhcp"):
+        sys.exit("bench.py: D1 needs perfdhcp (apt-get install kea-admin)")
     results: dict = {}
-    for scenario in scenarios:
+    for scenario in tftp:
         results[scenario] = {}
         for server in servers:
             if server == "floor" and scenario not in FLOOR_SCENARIOS:
@@ -295,7 +624,40 @@ def main() -> int:
                       f"p99 {r['p99_ms']:.0f} ms, ok {r['ok']:.0f} failed {r['failed']:.0f}", file=sys.stderr)
                 runs.append(r)
             results[scenario][server] = median_of(runs)
-    print_table(results, servers)
+    dhcp_servers = [s for s in servers if s in DHCP_SERVERS]
+    if dhcp and set(servers) - set(DHCP_SERVERS):
+        print(f"bench.py: D scenarios skip {','.join(sorted(set(servers) - set(DHCP_SERVERS)))} (no proxyDHCP)",
+              file=sys.stderr)
+    if dhcp and dhcp_servers:
+        rates = args.dhcp_rates.split(",")
+        with Netns() as net:
+            for scenario in dhcp:
+                results[scenario] = {}
+                for server in dhcp_servers:
+                    runs = []
+                    for i in range(args.runs):
+                        if scenario == "D1":
+                            r = run_d1(server, root, work, net, rates, args.dhcp_period, i + 1)
+                            for rate, f in r.items():
+                                print(f"D1 {server} run {i + 1} rate {rate}: offered {f['offered_s']:.0f}/s, "
+                                      f"{f['offers_s']:.0f} OFFERs/s, drops {f['drops_pct']:.1f}%, "
+                                      f"{f['cpu_us_per_offer']:.1f} CPU-us/offer", file=sys.stderr)
+                        else:
+                            r = run_d2(server, root, work, net, load_bin, args.dhcp_clients, args.dhcp_concurrency)
+                            print(f"D2 {server} run {i + 1}: {r['wall_s']:.2f} s, {r['acks']:.0f} ACKs, "
+                                  f"failed {r['failed']:.0f}, {r['cpu_us_per_client']:.1f} CPU-us/client "
+                                  f"{r['failure_kinds']}", file=sys.stderr)
+                        runs.append(r)
+                    if scenario == "D1":
+                        results[scenario][server] = {rate: median_of([r[rate] for r in runs]) for rate in rates}
+                    else:
+                        results[scenario][server] = median_of(runs)
+    if tftp:
+        print_table({s: results[s] for s in tftp}, servers)
+    if "D1" in results:
+        print_d1_table(results["D1"])
+    if "D2" in results:
+        print_d2_table(results["D2"])
     Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
 
@@ -316,5 +678,52 @@ def print_table(results: dict, servers: list[str]) -> None:
                   f"{r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['failed']:.0f} | {ratio} |")
 
 
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def lost(r: dict) -> str:
+    return f"{r['lost_server_sock']:.0f}/{r['lost_client_sock']:.0f}/{r['lost_backlog']:.0f}"
+
+
+def print_d1_table(by_server: dict) -> None:
+    print()
+    print("| D1 rate | server | DISCOVERs/s offered | OFFERs/s | drops % | mean ms | max ms | CPU-us/OFFER | "
+          "server CPU % | peak RSS MiB (private) | perfdhcp CPU % | lost srv/cli/backlog | "
+          "vs dnsmasq (OFFERs/s, CPU/OFFER) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    rates = next(iter(by_server.values())).keys()
+    for rate in rates:
+        base = by_server.get("dnsmasq", {}).get(rate)
+        for server, per_rate in by_server.items():
+            r = per_rate[rate]
+            vs = ""
+            if base and server != "dnsmasq":
+                vs = f"{ratio(r['offers_s'], base['offers_s'])}, {ratio(r['cpu_us_per_offer'], base['cpu_us_per_offer'])}"
+            print(f"| {rate} | {server} | {r['offered_s']:.0f} | {r['offers_s']:.0f} | {r['drops_pct']:.1f} | "
+                  f"{r['avg_ms']:.2f} | {r['max_ms']:.1f} | {r['cpu_us_per_offer']:.1f} | {r['server_cpu_pct']:.0f} | "
+                  f"{r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['load_cpu_pct']:.0f} | {lost(r)} | {vs} |")
+
+
+def print_d2_table(by_server: dict) -> None:
+    print()
+    print("| D2 | server | wall s | clients/s | ACKs valid (answered) | failed | p50 ms | p99 ms | CPU-us/client | "
+          "peak RSS MiB (private) | lost srv/cli/backlog | vs dnsmasq (wall, CPU) | failures |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    base = by_server.get("dnsmasq")
+    for server, r in by_server.items():
+        vs = ""
+        if base and server != "dnsmasq":
+            vs = f"{ratio(r['wall_s'], base['wall_s'])}, {ratio(r['cpu_us_per_client'], base['cpu_us_per_client'])}"
+        # Percentiles count valid ACKs only: none, none to show.
+        p50, p99 = (f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}") if r["acks"] else ("n/a", "n/a")
+        print(f"| D2 | {server} | {r['wall_s']:.2f} | {r['clients_s']:.0f} | {r['acks']:.0f} ({r['answered']:.0f}) | "
+              f"{r['failed']:.0f} | {p50} | {p99} | {r['cpu_us_per_client']:.1f} | "
+              f"{r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {lost(r)} | {vs} | {r['failure_kinds']} |")
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the finally blocks have run: nothing is left behind
+        sys.exit("bench.py: interrupted")

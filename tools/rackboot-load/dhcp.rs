@@ -130,6 +130,9 @@ pub struct Setup {
     pub offers: Offers,
     pub ciaddr: Ciaddr,
     pub retry: Retry,
+    /// Also accept the ACK form of dnsmasq's boot-item path: the client's
+    /// address in yiaddr and ciaddr 0 (firmware takes both forms).
+    pub swapped_ack: bool,
 }
 
 /// Client `index`'s address in 127.0.0.0/8: the low 24 bits of its
@@ -207,6 +210,7 @@ pub struct Exchange {
     pxe: SocketAddrV4,
     arch: u16,
     retry: Retry,
+    swapped_ack: bool,
     started: Instant,
     stage: Stage,
     deadline: Instant,
@@ -229,6 +233,7 @@ impl Exchange {
             pxe: setup.pxe,
             arch: setup.arch,
             retry: setup.retry,
+            swapped_ack: setup.swapped_ack,
             started: now,
             stage: Stage::Discover,
             deadline: now + setup.retry.interval,
@@ -471,7 +476,7 @@ impl Exchange {
                 format!("chaddr {}", hex(chaddr)),
             ));
         }
-        if !reply.yiaddr().is_unspecified() {
+        if !reply.yiaddr().is_unspecified() && !(!offer && self.is_swapped_ack(reply)) {
             return Err(failure(
                 k("offer-yiaddr-nonzero", "ack-yiaddr-nonzero"),
                 format!(
@@ -592,9 +597,16 @@ impl Exchange {
         Ok(())
     }
 
+    /// An ACK in dnsmasq's boot-item form, when that is accepted.
+    fn is_swapped_ack(&self, reply: &Reply<'_>) -> bool {
+        self.swapped_ack
+            && reply.yiaddr() == self.client.ciaddr
+            && reply.ciaddr().is_unspecified()
+    }
+
     fn check_ack(&mut self, from: SocketAddr, reply: &Reply<'_>) -> Result<(), Failure> {
         self.check_common(Stage::Request, from, reply)?;
-        if reply.ciaddr() != self.client.ciaddr {
+        if reply.ciaddr() != self.client.ciaddr && !self.is_swapped_ack(reply) {
             return Err(failure(
                 "ack-ciaddr-mismatch",
                 format!("ciaddr {}, sent {}", reply.ciaddr(), self.client.ciaddr),
@@ -897,6 +909,7 @@ mod tests {
             offers: Offers::Relay(Some(RELAY)),
             ciaddr: Ciaddr::PerClientLoopback,
             retry: Retry::default(),
+            swapped_ack: false,
         }
     }
 
@@ -1205,6 +1218,36 @@ mod tests {
                 x.outcome().map(|o| o.as_ref().map_err(|f| f.kind)),
                 Some(Err(want))
             );
+        }
+    }
+
+    #[test]
+    fn dnsmasqs_swapped_ack_passes_only_when_accepted() {
+        let swapped = bios_ack(|p| {
+            let ciaddr: [u8; 4] = p[CIADDR..CIADDR + 4].try_into().unwrap();
+            p[YIADDR..YIADDR + 4].copy_from_slice(&ciaddr);
+            p[CIADDR..CIADDR + 4].fill(0);
+        });
+        for accept in [false, true] {
+            let now = Instant::now();
+            let mut x = Exchange::new(
+                &Setup {
+                    swapped_ack: accept,
+                    ..setup(0)
+                },
+                client(),
+                now,
+            );
+            x.start(now, &mut [0u8; 1024]);
+            feed(&mut x, SERVER, &bios_offer(|_| {})).unwrap();
+            feed(&mut x, PXE, &swapped);
+            let got = x.outcome().map(|o| o.as_ref().map_err(|f| f.kind).copied());
+            let want = if accept {
+                Ok(())
+            } else {
+                Err("ack-yiaddr-nonzero")
+            };
+            assert_eq!(got, Some(want), "accepted: {accept}");
         }
     }
 

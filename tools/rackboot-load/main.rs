@@ -134,6 +134,10 @@ struct Cli {
     /// clients on the server's own segment do.
     #[arg(long)]
     dhcp_broadcast: bool,
+    /// `dhcp`: also accept a 4011 ACK with the client's address in yiaddr
+    /// and ciaddr 0 (dnsmasq's boot-item form), to compare with dnsmasq.
+    #[arg(long)]
+    dhcp_swapped_ack: bool,
 }
 
 fn parse_arch(text: &str) -> Result<u16, String> {
@@ -316,6 +320,7 @@ fn dhcp_setup(cli: &Cli) -> Result<dhcp::Setup, String> {
             interval: Duration::from_millis(cli.timeout_ms.max(1)),
             max: cli.retries,
         },
+        swapped_ack: cli.dhcp_swapped_ack,
     })
 }
 
