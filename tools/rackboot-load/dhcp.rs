@@ -476,7 +476,7 @@ impl Exchange {
                 format!("chaddr {}", hex(chaddr)),
             ));
         }
-        if !reply.yiaddr().is_unspecified() && !(!offer && self.is_swapped_ack(reply)) {
+        if !reply.yiaddr().is_unspecified() && (offer || !self.is_swapped_ack(reply)) {
             return Err(failure(
                 k("offer-yiaddr-nonzero", "ack-yiaddr-nonzero"),
                 format!(
