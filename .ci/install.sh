@@ -8,11 +8,13 @@ packages=(
     tftp-hpa        # tftp
     atftp           # atftp (blksize / windowsize / tsize)
     busybox         # busybox tftp
-    curl            # curl tftp://
+    curl            # curl tftp:// and http://
+    wget            # a second HTTP client (tests/http_clients.rs)
     coreutils       # timeout, sha256sum
     # reference servers / development stand-ins
     tftpd-hpa       # in.tftpd
     dnsmasq
+    kea-admin       # perfdhcp, the DHCP load of tools/bench.py's D1
     # network plumbing and process tools
     nftables
     iproute2
@@ -54,7 +56,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 fi
 
 # Fail here, not halfway through the tests, if a client is still missing.
-for tool in tftp atftp busybox curl timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
+for tool in tftp atftp busybox curl wget perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
     command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox tftp --help >/dev/null 2>&1 || { echo "install.sh: this busybox has no tftp applet" >&2; exit 1; }

@@ -39,6 +39,10 @@ pub struct Cli {
     /// defaults to 69 [default: 0.0.0.0:69].
     #[arg(global = true, long, value_name = "ADDR[:PORT]")]
     pub listen: Vec<String>,
+    /// Also serve the root over HTTP on this address, repeatable; the port
+    /// defaults to 80 [default: off].
+    #[arg(global = true, long, value_name = "ADDR[:PORT]")]
+    pub http_listen: Vec<String>,
     /// Ports for transfer sockets, e.g. 30000:30999 [default: ephemeral].
     #[arg(global = true, long, value_name = "A:B")]
     pub port_range: Option<String>,
@@ -120,6 +124,7 @@ pub enum Command {
 pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
+    pub http_listen: Option<Vec<String>>,
     pub port_range: Option<String>,
     pub single_port: Option<bool>,
     pub max_blksize: Option<u16>,
@@ -147,6 +152,7 @@ pub struct FileConfig {
 const KEYS: &[&str] = &[
     "root",
     "listen",
+    "http_listen",
     "port_range",
     "single_port",
     "max_blksize",
@@ -220,15 +226,24 @@ impl FileConfig {
 
 /// Parses `ADDR[:PORT]`: `0.0.0.0`, `127.0.0.1:6969`, `::1`, `[::1]:69`.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    parse_address(text, "listen", 69)
+}
+
+/// Parses an `http_listen` address (`ADDR[:PORT]`, port 80 by default).
+pub fn parse_http_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    parse_address(text, "http_listen", 80)
+}
+
+fn parse_address(text: &str, key: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let bare = text.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, 69));
+        return Ok(SocketAddr::new(ip, port));
     }
     Err(err(format!(
-        "listen: `{text}` is not an address; write ADDR or ADDR:PORT, e.g. 0.0.0.0:69, 127.0.0.1:6969 or [::1]:69"
+        "{key}: `{text}` is not an address; write ADDR or ADDR:PORT, e.g. 0.0.0.0:{port}, 127.0.0.1:6969 or [::1]:{port}"
     )))
 }
 
@@ -349,6 +364,15 @@ impl Config {
                 .map(|l| parse_listen(l))
                 .collect::<Result<_, _>>()?;
         }
+        let http_listen = if cli.http_listen.is_empty() {
+            file.http_listen.clone().unwrap_or_default()
+        } else {
+            cli.http_listen.clone()
+        };
+        s.http_listen = http_listen
+            .iter()
+            .map(|l| parse_http_listen(l))
+            .collect::<Result<_, _>>()?;
         if let Some(range) = cli.port_range.as_ref().or(file.port_range.as_ref()) {
             s.port_range = Some(parse_port_range(range)?);
         }

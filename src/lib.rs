@@ -12,6 +12,7 @@ pub mod config;
 pub mod dhcp;
 pub mod dnsmasq_conf;
 pub mod files;
+pub mod http;
 pub mod limits;
 pub mod net;
 pub mod privileges;

@@ -75,6 +75,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
     // thread starts so every thread inherits the mask.
     let signals = rackboot::signals::block_termination();
     let listen = config.settings.listen.clone();
+    let http_listen = config.settings.http_listen.clone();
     let bound = Server::bind(config.settings, cache, proxy_run).map_err(|e| e.to_string())?;
     // Every socket is bound: drop privileges before any request is served.
     if let Some(user) = &config.user {
@@ -86,6 +87,12 @@ fn serve(cli: &Cli) -> Result<(), String> {
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",
             config.root.display(),
             server.backend
+        );
+    }
+    for addr in &http_listen {
+        tracing::info!(
+            "serving {} over HTTP on {addr} ({shards} shards)",
+            config.root.display()
         );
     }
     if proxy_on {

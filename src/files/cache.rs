@@ -72,6 +72,18 @@ impl ServedFile {
         self.identity.size == 0
     }
 
+    /// What identifies this version to HTTP validators: inode, size and
+    /// modification time (ns since the epoch), and the time itself.
+    pub fn version_stamp(&self) -> (u64, u64, i128, std::time::SystemTime) {
+        let ns = self.identity.mtime_ns;
+        let modified = if ns >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+        } else {
+            std::time::UNIX_EPOCH
+        };
+        (self.identity.ino, self.identity.size, ns, modified)
+    }
+
     /// Whether this file is served from a mapping (zero-copy) or a copy.
     pub fn is_mapped(&self) -> bool {
         matches!(self.contents, Contents::Mapped(_))

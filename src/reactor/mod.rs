@@ -3,6 +3,7 @@
 //! nothing on the data path but the read-only file mappings.
 
 pub mod epoll;
+pub mod http;
 pub mod netlink;
 pub mod proxy;
 pub mod shard;
@@ -34,6 +35,10 @@ pub enum IoMode {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: Vec<SocketAddr>,
+    /// HTTP listen addresses (none: HTTP off).
+    pub http_listen: Vec<SocketAddr>,
+    /// Open HTTP connections, in all; more get 503 and Retry-After.
+    pub max_http_connections: usize,
     pub shards: usize,
     pub io: IoMode,
     pub limits: Limits,
@@ -52,6 +57,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 69))],
+            http_listen: Vec::new(),
+            max_http_connections: 10_000,
             shards: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -114,6 +121,7 @@ pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<io::Result<shard::ShardStats>>>,
     proxy: Option<std::thread::JoinHandle<proxy::ProxyStats>>,
+    http: Vec<std::thread::JoinHandle<io::Result<http::HttpStats>>>,
     watcher: Option<std::thread::JoinHandle<()>>,
     pub backend: IoMode,
 }
@@ -131,6 +139,7 @@ pub struct Bound {
     settings: Settings,
     cache: FileCache,
     per_shard: Vec<Vec<std::net::UdpSocket>>,
+    http_per_shard: Vec<Vec<std::net::TcpListener>>,
     proxy_run: Option<ProxyRun>,
     backend: IoMode,
 }
@@ -187,10 +196,26 @@ impl Server {
                 .collect::<io::Result<Vec<_>>>()?;
             per_shard.push(sockets);
         }
+        // HTTP: the same number of shards, each with its own listeners.
+        let mut http_per_shard = Vec::new();
+        if !settings.http_listen.is_empty() {
+            for &addr in &settings.http_listen {
+                drop(std::net::TcpListener::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
+            }
+            for _ in 0..settings.shards.max(1) {
+                let listeners = settings
+                    .http_listen
+                    .iter()
+                    .map(|&a| http::bind(a))
+                    .collect::<io::Result<Vec<_>>>()?;
+                http_per_shard.push(listeners);
+            }
+        }
         Ok(Bound {
             settings,
             cache,
             per_shard,
+            http_per_shard,
             proxy_run,
             backend,
         })
@@ -204,6 +229,7 @@ impl Bound {
             settings,
             cache,
             per_shard,
+            http_per_shard,
             proxy_run,
             backend,
         } = self;
@@ -235,6 +261,15 @@ impl Bound {
                 })?;
             threads.push(handle);
         }
+        let mut http = Vec::new();
+        for (index, listeners) in http_per_shard.into_iter().enumerate() {
+            let shared = shared.clone();
+            http.push(
+                std::thread::Builder::new()
+                    .name(format!("http-{index}"))
+                    .spawn(move || http::run(index, listeners, shared))?,
+            );
+        }
         let proxy = match proxy_run {
             Some(run) => {
                 let shared = shared.clone();
@@ -252,6 +287,7 @@ impl Bound {
             shared,
             threads,
             proxy,
+            http,
             watcher,
             backend,
         })
@@ -285,6 +321,25 @@ impl Server {
                 "proxyDHCP stopped"
             );
         }
+        if !self.http.is_empty() {
+            let mut stats = http::HttpStats::default();
+            for t in self.http {
+                stats += t
+                    .join()
+                    .map_err(|_| io::Error::other("an HTTP shard panicked"))??;
+            }
+            tracing::info!(
+                connections = stats.connections,
+                responses = stats.responses,
+                ok = stats.ok,
+                client_errors = stats.client_errors,
+                server_errors = stats.server_errors,
+                bytes = stats.bytes,
+                cut_short = stats.aborted,
+                refused = stats.refused,
+                "HTTP stopped"
+            );
+        }
         if let Some(w) = self.watcher {
             w.join()
                 .map_err(|_| io::Error::other("the interface watcher panicked"))?;
@@ -300,6 +355,6 @@ impl Server {
 
     /// Whether any shard thread has exited (it only does on error).
     pub fn any_shard_exited(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished())
+        self.threads.iter().any(|t| t.is_finished()) || self.http.iter().any(|t| t.is_finished())
     }
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dhcp;
+pub mod http;
 pub mod netlink;
 pub mod pxe;
 pub mod tftp;
