@@ -24,8 +24,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(addrs.len(), i.addrs.len());
         assert!(i.addrs.iter().all(|&(_, p)| p <= 32));
         let any = [(Ipv4Addr::UNSPECIFIED, Some(Ipv4Addr::UNSPECIFIED))];
-        let first = i.addrs.first().map(|(a, _)| *a);
-        assert_eq!(table.address_in(i.index, Ipv4Addr::UNSPECIFIED, &any), first);
+        // Every address matches `any`: the preferred one comes first if the
+        // interface has it, else the oldest.
+        let preferred = Ipv4Addr::UNSPECIFIED;
+        let want = if i.addrs.iter().any(|(a, _)| *a == preferred) {
+            Some(preferred)
+        } else {
+            i.addrs.first().map(|(a, _)| *a)
+        };
+        assert_eq!(table.address_in(i.index, preferred, &any), want);
         let _ = table.mtu(i.index);
     }
 });

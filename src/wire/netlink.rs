@@ -295,7 +295,7 @@ fn next_message(bytes: &[u8]) -> Result<(Event, usize), Error> {
                 .get();
             // An error message with code 0 is an acknowledgement.
             if code != 0 {
-                return Err(Error::Kernel(-code));
+                return Err(Error::Kernel(code.saturating_neg()));
             }
             Event::Other
         }
@@ -458,6 +458,8 @@ mod tests {
         // A kernel error, and an acknowledgement (error 0).
         let err = message(kind::ERROR, &(-1i32).to_ne_bytes());
         assert_eq!(messages(&err).next(), Some(Err(Error::Kernel(1))));
+        let odd = message(kind::ERROR, &i32::MIN.to_ne_bytes());
+        assert_eq!(messages(&odd).next(), Some(Err(Error::Kernel(i32::MAX))));
         let ack = message(kind::ERROR, &0i32.to_ne_bytes());
         assert_eq!(messages(&ack).next(), Some(Ok(Event::Other)));
         // A short MTU attribute reads as no MTU.
