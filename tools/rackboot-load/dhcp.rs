@@ -599,9 +599,7 @@ impl Exchange {
 
     /// An ACK in dnsmasq's boot-item form, when that is accepted.
     fn is_swapped_ack(&self, reply: &Reply<'_>) -> bool {
-        self.swapped_ack
-            && reply.yiaddr() == self.client.ciaddr
-            && reply.ciaddr().is_unspecified()
+        self.swapped_ack && reply.yiaddr() == self.client.ciaddr && reply.ciaddr().is_unspecified()
     }
 
     fn check_ack(&mut self, from: SocketAddr, reply: &Reply<'_>) -> Result<(), Failure> {
