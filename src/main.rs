@@ -58,8 +58,11 @@ fn serve(cli: &Cli) -> Result<(), String> {
     let cache = FileCache::new(root, shards);
     let proxy_run = match &config.proxy {
         Some(proxy_config) => {
+            // HTTP boot URLs written as paths point at our own HTTP port.
+            let http_port = config.settings.http_listen.first().map_or(80, |a| a.port());
             let policy = Policy::new(proxy_config.clone())
-                .map_err(|e| format!("proxyDHCP configuration: {e}"))?;
+                .map_err(|e| format!("proxyDHCP configuration: {e}"))?
+                .with_http_port(http_port);
             let sockets =
                 proxy::bind(&config.proxy_listen).map_err(|e| format!("proxyDHCP: {e}"))?;
             Some(ProxyRun {

@@ -632,6 +632,25 @@ fn http_boot_is_answered_only_with_a_url() {
 }
 
 #[test]
+fn an_http_url_given_as_a_path_names_this_server() {
+    let request = fixture("ovmf_x64_http_discover.bin");
+    let mut config = base_config();
+    config.boot[1].http_url = Some("/boot/ipxe.efi".into());
+    let policy = Policy::new(config).unwrap().with_http_port(8080);
+    let (reply, bytes) = answer(&policy, &on_67(&request)).unwrap();
+    let message = assert_proxy_reply(&request, &reply, &bytes);
+    // The address the request came to, as an IP literal, and the port.
+    assert_eq!(
+        text(message.fname()),
+        format!("http://{}:8080/boot/ipxe.efi", on_67(&request).local_addr)
+    );
+    // PXE clients are not touched by it.
+    let pxe = fixture("ovmf_x64_discover.bin");
+    let (_, bytes) = answer(&policy, &on_67(&pxe)).unwrap();
+    assert!(!text(decode(&bytes).fname()).starts_with("http"));
+}
+
+#[test]
 fn mac_overrides_pick_the_most_specific_file() {
     let mut config = base_config();
     config.mac = vec![

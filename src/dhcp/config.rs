@@ -122,7 +122,9 @@ pub struct BootEntry {
     /// that needs it.
     #[serde(default)]
     pub direct: bool,
-    /// URL given to UEFI HTTP boot clients of this architecture.
+    /// URL given to UEFI HTTP boot clients of this architecture. A path
+    /// (`/ipxe.efi`) is completed with the address the request came to
+    /// and rackboot's own HTTP port (`--http-listen`).
     #[serde(default)]
     pub http_url: Option<String>,
 }

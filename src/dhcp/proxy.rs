@@ -148,6 +148,8 @@ struct Answer<'c> {
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: ProxyConfig,
+    /// The port an `http_url` given as a path is completed with.
+    http_port: u16,
 }
 
 impl Policy {
@@ -155,7 +157,10 @@ impl Policy {
     /// without a file, a BIOS menu too large for option 43.
     pub fn new(config: ProxyConfig) -> Result<Self, ConfigError> {
         validate(&config)?;
-        let policy = Policy { config };
+        let policy = Policy {
+            config,
+            http_port: 80,
+        };
         // The menu's size does not depend on the address: try the widest.
         policy
             .write_bios_menu(&mut [0; MAX_OPTION_LEN], Ipv4Addr::BROADCAST)
@@ -165,6 +170,15 @@ impl Policy {
 
     pub fn config(&self) -> &ProxyConfig {
         &self.config
+    }
+
+    /// The port of rackboot's own HTTP server: an `http_url` written as a
+    /// path (`/ipxe.efi`) becomes `http://ADDRESS:PORT/ipxe.efi`, with the
+    /// address the request came to (UEFI's proxy-offer path needs an IP
+    /// literal).
+    pub fn with_http_port(mut self, port: u16) -> Policy {
+        self.http_port = port;
+        self
     }
 
     /// Answers one request, writing the reply into `out` (see
@@ -517,9 +531,23 @@ impl Policy {
             }
         }
         header.flags.set(flags);
-        let long_file = match plan.file {
+        let mut url = UrlBuf::default();
+        let file = match plan.file {
+            // A path for HTTP boot: completed to this server's URL.
+            Some(path) if path.starts_with('/') && vendor_class == &pxe::HTTP_CLIENT => {
+                write!(url, "http://{local}:{}{path}", self.http_port).map_err(|_| {
+                    wire::Error::FieldTooLong {
+                        field: MAX_OPTION_LEN,
+                        len: path.len(),
+                    }
+                })?;
+                Some(url.as_bytes())
+            }
+            other => other.map(str::as_bytes),
+        };
+        let long_file = match file {
             Some(file) if file.len() <= FILE_FIELD_MAX => {
-                header.set_file(file.as_bytes())?;
+                header.set_file(file)?;
                 None
             }
             other => other,
@@ -557,7 +585,7 @@ impl Policy {
             )?;
         }
         if let Some(file) = long_file {
-            reply.push_option(code::BOOTFILE_NAME, file.as_bytes())?;
+            reply.push_option(code::BOOTFILE_NAME, file)?;
         }
         reply.finish()
     }
@@ -600,7 +628,13 @@ fn validate(config: &ProxyConfig) -> Result<(), ConfigError> {
             MAX_OPTION_LEN,
         )?;
         if let Some(url) = &entry.http_url {
-            fits(&format!("boot entry {index} http_url"), url, MAX_OPTION_LEN)?;
+            // A path gets `http://255.255.255.255:65535` in front.
+            let room = if url.starts_with('/') {
+                MAX_OPTION_LEN - 28
+            } else {
+                MAX_OPTION_LEN
+            };
+            fits(&format!("boot entry {index} http_url"), url, room)?;
         }
     }
     for over in &config.mac {
@@ -620,6 +654,37 @@ fn validate(config: &ProxyConfig) -> Result<(), ConfigError> {
 struct TextBuf {
     buf: [u8; 64],
     len: usize,
+}
+
+/// An HTTP boot URL composed for one reply (no allocation).
+struct UrlBuf {
+    buf: [u8; MAX_OPTION_LEN],
+    len: usize,
+}
+
+impl Default for UrlBuf {
+    fn default() -> Self {
+        UrlBuf {
+            buf: [0; MAX_OPTION_LEN],
+            len: 0,
+        }
+    }
+}
+
+impl UrlBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for UrlBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 impl TextBuf {
