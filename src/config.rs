@@ -43,6 +43,10 @@ pub struct Cli {
     /// defaults to 80 [default: off].
     #[arg(global = true, long, value_name = "ADDR[:PORT]")]
     pub http_listen: Vec<String>,
+    /// Open HTTP connections, in all; more are answered 503 with
+    /// Retry-After [default: 10000].
+    #[arg(global = true, long, value_name = "N")]
+    pub max_http_connections: Option<usize>,
     /// Ports for transfer sockets, e.g. 30000:30999 [default: ephemeral].
     #[arg(global = true, long, value_name = "A:B")]
     pub port_range: Option<String>,
@@ -125,6 +129,7 @@ pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub http_listen: Option<Vec<String>>,
+    pub max_http_connections: Option<usize>,
     pub port_range: Option<String>,
     pub single_port: Option<bool>,
     pub max_blksize: Option<u16>,
@@ -153,6 +158,7 @@ const KEYS: &[&str] = &[
     "root",
     "listen",
     "http_listen",
+    "max_http_connections",
     "port_range",
     "single_port",
     "max_blksize",
@@ -373,6 +379,9 @@ impl Config {
             .iter()
             .map(|l| parse_http_listen(l))
             .collect::<Result<_, _>>()?;
+        if let Some(n) = cli.max_http_connections.or(file.max_http_connections) {
+            s.max_http_connections = n.max(1);
+        }
         if let Some(range) = cli.port_range.as_ref().or(file.port_range.as_ref()) {
             s.port_range = Some(parse_port_range(range)?);
         }

@@ -30,10 +30,15 @@ struct Http {
 }
 
 fn start(fixture: &Fixture, io: Io) -> Http {
+    start_with(fixture, io, &[])
+}
+
+fn start_with(fixture: &Fixture, io: Io, extra: &[&str]) -> Http {
     let port = free_tcp_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut cfg = ServerConfig::new(io);
     cfg.extra_args = vec!["--http-listen".into(), addr.to_string()];
+    cfg.extra_args.extend(extra.iter().map(|a| a.to_string()));
     let server = Server::spawn(&fixture.root(), &cfg);
     Http {
         _server: server,
@@ -364,6 +369,48 @@ fn a_file_rewritten_during_a_download_ends_it_short(io: Io) {
     );
 }
 
+fn connections_over_the_cap_get_503_and_retry_after(io: Io) {
+    let fixture = fixture();
+    let http = start_with(&fixture, io, &["--max-http-connections", "2"]);
+    // Two kept-alive connections, each answered once (so both are held).
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(http.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"HEAD /ipxe.efi HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    // The third is answered as it is accepted (before it asks anything,
+    // so the close cannot race a request into a reset).
+    let mut third = TcpStream::connect(http.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(header(&answer, "retry-after"), Some("1"));
+    // A slot frees when a connection closes.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = raw(
+            http.addr,
+            b"HEAD /ipxe.efi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 macro_rules! on_both_backends {
     ($name:ident) => {
         mod $name {
@@ -383,3 +430,4 @@ on_both_backends!(gets_and_heads_and_ranges_are_byte_exact);
 on_both_backends!(several_files_share_one_connection);
 on_both_backends!(hostile_paths_find_nothing_outside_the_root);
 on_both_backends!(a_file_rewritten_during_a_download_ends_it_short);
+on_both_backends!(connections_over_the_cap_get_503_and_retry_after);
