@@ -412,6 +412,69 @@ fn ovmf_asks_on_4011_and_the_chained_ipxe_runs_its_script() {
     );
 }
 
+/// UEFI HTTP Boot: OVMF's HttpBootDxe gets an `HTTPClient` proxy offer
+/// whose URL rackboot completed from a path, fetches snponly.efi from
+/// rackboot's HTTP server and starts it (iPXE then runs its script).
+#[test]
+fn ovmf_http_boot_fetches_ipxe_from_rackboots_http_server() {
+    let machine = Machine::OvmfHttp;
+    machine.require();
+    let mut scene = Scene::new("uefi-http", 23);
+    script_root(&scene.root, SNPONLY);
+    let config = scene.root.parent().unwrap().join("http-boot.toml");
+    std::fs::write(
+        &config,
+        "[[boot]]\narch = \"x64-uefi\"\nfile = \"snponly.efi\"\nhttp_url = \"/snponly.efi\"\n",
+    )
+    .unwrap();
+    let http = format!("{}:8080", scene.server());
+    scene.start_rackboot(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--ipxe-script",
+        "boot.ipxe",
+        "--http-listen",
+        &http,
+    ]);
+    scene.boot(machine);
+    scene.wait_serial(0, SCRIPT_MARK, UEFI_BOOT_TIMEOUT);
+    scene.stop_vm();
+
+    let com1 = scene.serial(0);
+    scene.check(com1.contains("iPXE initialising devices"), || {
+        "serial output lacks the iPXE banner".into()
+    });
+    let server = scene.server();
+    let discover = first_request(&scene, 67, MessageType::Discover, false)
+        .unwrap_or_else(|| scene.fail("no DISCOVER from OVMF"));
+    scene.check(capture::arch(&discover.1) == Some(16), || {
+        format!(
+            "OVMF DISCOVER arch {:?}, not 16 (HTTP)",
+            capture::arch(&discover.1)
+        )
+    });
+    let (_, offer) = proxy_reply_to(&scene, &discover)
+        .unwrap_or_else(|| scene.fail("no proxy offer to OVMF's HTTP DISCOVER"));
+    let url = format!("http://{server}:8080/snponly.efi");
+    scene.check(capture::field_text(offer.fname()) == url, || {
+        format!(
+            "offer file {:?}, expected {url}",
+            capture::field_text(offer.fname())
+        )
+    });
+    let log = scene.rackboot_log();
+    scene.check(
+        log.lines().any(|l| {
+            l.contains("http")
+                && l.contains("snponly.efi")
+                && l.contains("status=200")
+                && l.contains("complete")
+        }),
+        || "no complete HTTP response for snponly.efi in rackboot's log".into(),
+    );
+    scene.check_dhcp_server_not_pxe();
+}
+
 // ---------------------------------------------------------------------------
 // (c) iPXE as the firmware's own network boot gets the script directly
 // ---------------------------------------------------------------------------

@@ -28,6 +28,10 @@ pub enum Machine {
     /// virtio NIC with no option ROM, so no iPXE is involved until the boot
     /// file runs. This client asks on port 4011.
     OvmfPxe,
+    /// OvmfPxe with the PXE entries turned off (fw_cfg), so the boot
+    /// manager takes HttpBootDxe's HTTPv4 entry: option 60 `HTTPClient`,
+    /// arch 16, the boot file by URL.
+    OvmfHttp,
     /// OVMF with QEMU's e1000 option ROM, whose EFI driver is iPXE: the
     /// firmware's network boot is iPXE itself (arch 7, user class `iPXE`).
     OvmfIpxeRom,
@@ -42,7 +46,7 @@ impl Machine {
                 require_file(SEABIOS, "seabios");
                 require_file(IPXE_ROM_E1000, "ipxe-qemu");
             }
-            Machine::OvmfPxe => {
+            Machine::OvmfPxe | Machine::OvmfHttp => {
                 require_file(OVMF_CODE, "ovmf");
                 require_file(OVMF_VARS, "ovmf");
             }
@@ -58,7 +62,7 @@ impl Machine {
     pub fn serial_paths(self, dir: &Path) -> Vec<PathBuf> {
         let count = match self {
             Machine::SeaBiosIpxeRom => 2,
-            Machine::OvmfPxe | Machine::OvmfIpxeRom => 1,
+            Machine::OvmfPxe | Machine::OvmfHttp | Machine::OvmfIpxeRom => 1,
         };
         (1..=count)
             .map(|i| dir.join(format!("com{i}.log")))
@@ -87,13 +91,21 @@ impl Machine {
                 args.extend(["-boot".into(), "n".into()]);
                 args.extend(["-device".into(), format!("e1000,netdev=n0,mac={MAC}")]);
             }
-            Machine::OvmfPxe | Machine::OvmfIpxeRom => {
+            Machine::OvmfPxe | Machine::OvmfHttp | Machine::OvmfIpxeRom => {
                 let vars = dir.join("OVMF_VARS.fd");
                 args.push("-drive".into());
                 args.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
                 args.push("-drive".into());
                 args.push(format!("if=pflash,format=raw,file={}", vars.display()));
-                let nic = if self == Machine::OvmfPxe {
+                if self == Machine::OvmfHttp {
+                    for v in ["IPv4PXESupport", "IPv6PXESupport"] {
+                        args.push("-fw_cfg".into());
+                        args.push(format!("name=opt/org.tianocore/{v},string=n"));
+                    }
+                    // HTTP boot's TLS/random plumbing wants an RNG.
+                    args.extend(["-device".into(), "virtio-rng-pci".into()]);
+                }
+                let nic = if matches!(self, Machine::OvmfPxe | Machine::OvmfHttp) {
                     format!("virtio-net-pci,netdev=n0,mac={MAC},romfile=,bootindex=0")
                 } else {
                     format!("e1000,netdev=n0,mac={MAC},bootindex=0")
@@ -112,7 +124,10 @@ impl Machine {
     /// go in `dir`.
     pub fn start(self, ns: &Netns, dir: &Path) -> Proc {
         std::fs::create_dir_all(dir).expect("vm dir");
-        if matches!(self, Machine::OvmfPxe | Machine::OvmfIpxeRom) {
+        if matches!(
+            self,
+            Machine::OvmfPxe | Machine::OvmfHttp | Machine::OvmfIpxeRom
+        ) {
             std::fs::copy(OVMF_VARS, dir.join("OVMF_VARS.fd"))
                 .unwrap_or_else(|e| panic!("{OVMF_VARS}: {e} (package ovmf)"));
         }
