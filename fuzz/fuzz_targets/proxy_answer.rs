@@ -1,5 +1,6 @@
 //! The proxy policy on any bytes: no panic, and any reply is a well-formed
-//! BOOTREPLY with the request's xid that never offers an address.
+//! BOOTREPLY with the request's xid that never offers an address (the
+//! 4011 ACK echoes ciaddr, yiaddr 0).
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -46,8 +47,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(rep.op(), 2);
     assert_eq!(rep.xid(), req.xid());
     assert_eq!(rep.chaddr(), req.chaddr());
+    // A proxy never offers an address; the boot server's ACK echoes the
+    // client's own in ciaddr.
+    assert_eq!(rep.yiaddr(), Ipv4Addr::UNSPECIFIED, "offered an address");
     match reply.kind {
-        ReplyKind::Offer => assert_eq!(rep.yiaddr(), Ipv4Addr::UNSPECIFIED, "offered an address"),
-        ReplyKind::Ack => assert_eq!(rep.yiaddr(), req.ciaddr()),
+        ReplyKind::Offer => assert_eq!(rep.ciaddr(), Ipv4Addr::UNSPECIFIED),
+        ReplyKind::Ack => assert_eq!(rep.ciaddr(), req.ciaddr()),
     }
 });
