@@ -270,7 +270,6 @@ fn error_response(
     out: &mut [u8; MAX_HEAD_LEN + 64],
 ) -> (Served, usize) {
     let text = response::error_body(status);
-    let mut head = [0u8; MAX_HEAD_LEN];
     let n = response::write_head(
         &HeadSpec {
             status,
@@ -282,9 +281,8 @@ fn error_response(
             close,
             retry_after: (status == Status::ServiceUnavailable).then_some(1),
         },
-        &mut head,
+        &mut out[..MAX_HEAD_LEN],
     );
-    out[..n].copy_from_slice(&head[..n]);
     // HEAD answers carry no body, even for errors.
     let body = if method == Some(Method::Head) {
         ""
@@ -331,7 +329,6 @@ fn answer(
     };
     if let Some(status) = request::precondition(head, &version) {
         if status == Status::NotModified {
-            let mut h = [0u8; MAX_HEAD_LEN];
             let n = response::write_head(
                 &HeadSpec {
                     status,
@@ -343,9 +340,8 @@ fn answer(
                     close,
                     retry_after: None,
                 },
-                &mut h,
+                &mut out[..MAX_HEAD_LEN],
             );
-            out[..n].copy_from_slice(&h[..n]);
             let served = Served {
                 status,
                 method,
@@ -371,7 +367,6 @@ fn answer(
         ),
         Resolved::Unsatisfiable => {
             let text = response::error_body(Status::RangeNotSatisfiable);
-            let mut h = [0u8; MAX_HEAD_LEN];
             let n = response::write_head(
                 &HeadSpec {
                     status: Status::RangeNotSatisfiable,
@@ -383,9 +378,8 @@ fn answer(
                     close,
                     retry_after: None,
                 },
-                &mut h,
+                &mut out[..MAX_HEAD_LEN],
             );
-            out[..n].copy_from_slice(&h[..n]);
             out[n..n + text.len()].copy_from_slice(text.as_bytes());
             let served = Served {
                 status: Status::RangeNotSatisfiable,
@@ -396,7 +390,6 @@ fn answer(
             return (served, n + text.len());
         }
     };
-    let mut h = [0u8; MAX_HEAD_LEN];
     let n = response::write_head(
         &HeadSpec {
             status,
@@ -408,9 +401,8 @@ fn answer(
             close,
             retry_after: None,
         },
-        &mut h,
+        &mut out[..MAX_HEAD_LEN],
     );
-    out[..n].copy_from_slice(&h[..n]);
     let sent_body = match request.method {
         Method::Get => Some((start, len)),
         Method::Head => None,

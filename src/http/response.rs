@@ -18,7 +18,6 @@ pub enum Status {
     Forbidden,
     NotFound,
     MethodNotAllowed,
-    RequestTimeout,
     PreconditionFailed,
     UriTooLong,
     RangeNotSatisfiable,
@@ -37,7 +36,6 @@ impl Status {
             Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
-            Status::RequestTimeout => 408,
             Status::PreconditionFailed => 412,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
@@ -56,7 +54,6 @@ impl Status {
             Status::Forbidden => "Forbidden",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
-            Status::RequestTimeout => "Request Timeout",
             Status::PreconditionFailed => "Precondition Failed",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
@@ -64,11 +61,6 @@ impl Status {
             Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
-    }
-
-    /// Whether the response carries the file (or part of it).
-    pub fn has_file_body(self) -> bool {
-        matches!(self, Status::Ok | Status::PartialContent)
     }
 }
 
@@ -148,9 +140,11 @@ pub struct HeadSpec<'a> {
     pub retry_after: Option<u32>,
 }
 
-/// Writes a head into `out`; returns its length. A head that does not fit
-/// (impossible with the fields above) is cut, which callers never see.
-pub fn write_head(spec: &HeadSpec<'_>, out: &mut [u8; MAX_HEAD_LEN]) -> usize {
+/// Writes a head into `out` (give it [`MAX_HEAD_LEN`] bytes); returns its
+/// length. A head that does not fit (impossible with the fields above in
+/// that room) is cut, which callers never see.
+pub fn write_head(spec: &HeadSpec<'_>, out: &mut [u8]) -> usize {
+    let room = out.len();
     let mut w = &mut out[..];
     let _ = write!(
         w,
@@ -186,7 +180,7 @@ pub fn write_head(spec: &HeadSpec<'_>, out: &mut [u8; MAX_HEAD_LEN]) -> usize {
     } else {
         b"Connection: keep-alive\r\n\r\n"
     });
-    MAX_HEAD_LEN - w.len()
+    room - w.len()
 }
 
 /// The body of an error answer: its status line in words.
@@ -196,7 +190,6 @@ pub fn error_body(status: Status) -> &'static str {
         Status::Forbidden => "403 Forbidden\n",
         Status::NotFound => "404 Not Found\n",
         Status::MethodNotAllowed => "405 Method Not Allowed\n",
-        Status::RequestTimeout => "408 Request Timeout\n",
         Status::PreconditionFailed => "412 Precondition Failed\n",
         Status::UriTooLong => "414 URI Too Long\n",
         Status::RangeNotSatisfiable => "416 Range Not Satisfiable\n",
@@ -211,7 +204,6 @@ pub fn error_body(status: Status) -> &'static str {
 /// sent as is, then the connection is closed).
 pub fn overloaded(out: &mut [u8; MAX_HEAD_LEN + 64]) -> usize {
     let body = error_body(Status::ServiceUnavailable);
-    let mut head = [0u8; MAX_HEAD_LEN];
     let n = write_head(
         &HeadSpec {
             status: Status::ServiceUnavailable,
@@ -223,9 +215,8 @@ pub fn overloaded(out: &mut [u8; MAX_HEAD_LEN + 64]) -> usize {
             close: true,
             retry_after: Some(1),
         },
-        &mut head,
+        &mut out[..MAX_HEAD_LEN],
     );
-    out[..n].copy_from_slice(&head[..n]);
     out[n..n + body.len()].copy_from_slice(body.as_bytes());
     n + body.len()
 }

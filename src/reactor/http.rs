@@ -257,7 +257,7 @@ impl HttpShard {
     /// Reads, answers and sends until the socket would block either way.
     fn drive(&mut self, key: usize, now: Instant) {
         let index = self.index;
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -291,7 +291,7 @@ impl HttpShard {
                 let served = conn.machine.poll_request(now, |p| {
                     path_len = p.len().min(LOG_PATH);
                     path[..path_len].copy_from_slice(&p[..path_len]);
-                    lookup(&shared, p, &mut found)
+                    lookup(shared, p, &mut found)
                 });
                 if let Some(served) = served {
                     conn.file = found.filter(|_| served.body.is_some_and(|(_, len)| len > 0));

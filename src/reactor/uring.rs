@@ -600,12 +600,7 @@ fn on_receive(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, cqe: &
     let Some(fd) = io.watches.finished(token) else {
         return;
     };
-    let passing = result >= 0
-        || matches!(
-            -result,
-            libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM
-        );
-    if passing {
+    if ended_for_a_passing_reason(result) {
         io.arm(token, fd);
     } else {
         let err = io::Error::from_raw_os_error(-result);
@@ -614,6 +609,16 @@ fn on_receive(core: &mut ShardCore, io: &mut UringIo, bufs: &mut BufRing, cqe: &
             "receive ended: {err}; this endpoint no longer receives"
         );
     }
+}
+
+/// Whether a multishot receive that ended with `result` should simply be
+/// armed again (ENOBUFS: every buffer was taken; or an interruption).
+pub(crate) fn ended_for_a_passing_reason(result: i32) -> bool {
+    result >= 0
+        || matches!(
+            -result,
+            libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM
+        )
 }
 
 /// Ends every transfer, cancels every receive and waits (bounded) until

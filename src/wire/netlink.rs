@@ -18,7 +18,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `nlmsg_type` values read or written here.
 pub mod kind {
-    pub const NOOP: u16 = 1;
     pub const ERROR: u16 = 2;
     pub const DONE: u16 = 3;
     pub const NEWLINK: u16 = 16;

@@ -54,6 +54,34 @@ fn sockaddr_v4(addr: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
+fn from_sockaddr_v4(addr: &libc::sockaddr_in) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+        u16::from_be(addr.sin_port),
+    )
+}
+
+/// Points `header` at one slot's address, buffer and control room. The
+/// slots are boxed and never move, so this is done once per slot.
+fn point(
+    header: &mut libc::msghdr,
+    name: &mut libc::sockaddr_in,
+    iov: &mut libc::iovec,
+    buf: &mut [u8],
+    control: &mut [u8; CONTROL_LEN],
+) {
+    *iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    header.msg_name = (name as *mut libc::sockaddr_in).cast();
+    header.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    header.msg_iov = iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = CONTROL_LEN;
+}
+
 /// Plain-data slot arrays; boxed so the batch is one allocation.
 struct RecvSlots {
     bufs: [[u8; RECV_LEN]; BATCH],
@@ -74,7 +102,17 @@ impl Default for RecvBatch {
         // SAFETY: every field is plain data (bytes, C structs, pointers)
         // for which all-zero is valid; `new_zeroed` avoids a large stack
         // temporary.
-        let slots = unsafe { Box::<RecvSlots>::new_zeroed().assume_init() };
+        let mut slots = unsafe { Box::<RecvSlots>::new_zeroed().assume_init() };
+        let s = &mut *slots;
+        for i in 0..BATCH {
+            point(
+                &mut s.headers[i].msg_hdr,
+                &mut s.names[i],
+                &mut s.iovs[i],
+                &mut s.bufs[i],
+                &mut s.controls[i],
+            );
+        }
         RecvBatch { slots, filled: 0 }
     }
 }
@@ -84,20 +122,10 @@ impl RecvBatch {
     /// waiting; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> usize {
         let s = &mut *self.slots;
-        for i in 0..BATCH {
-            s.iovs[i] = libc::iovec {
-                iov_base: s.bufs[i].as_mut_ptr().cast(),
-                iov_len: RECV_LEN,
-            };
-            let h = &mut s.headers[i].msg_hdr;
-            h.msg_name = (&raw mut s.names[i]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &raw mut s.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = s.controls[i].as_mut_ptr().cast();
-            h.msg_controllen = CONTROL_LEN;
-            h.msg_flags = 0;
-            s.headers[i].msg_len = 0;
+        // The kernel wrote the lengths of the last receive: room again.
+        for h in &mut s.headers[..self.filled] {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = CONTROL_LEN;
         }
         // SAFETY: every header points into `slots`, which outlives the
         // call; the kernel writes at most the lengths set above.
@@ -128,11 +156,7 @@ impl RecvBatch {
             return None;
         }
         let control = &s.controls[i][..h.msg_hdr.msg_controllen.min(CONTROL_LEN)];
-        let from = SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(s.names[i].sin_addr.s_addr)),
-            u16::from_be(s.names[i].sin_port),
-        );
-        let arrival = Arrival::from_control(from.into(), control)?;
+        let arrival = Arrival::from_control(from_sockaddr_v4(&s.names[i]).into(), control)?;
         let len = (h.msg_len as usize).min(RECV_LEN);
         Some((&s.bufs[i][..len], arrival))
     }
@@ -140,10 +164,8 @@ impl RecvBatch {
 
 struct SendSlots {
     bufs: [[u8; MAX_REPLY_LEN]; BATCH],
-    lens: [usize; BATCH],
     names: [libc::sockaddr_in; BATCH],
     controls: [[u8; CONTROL_LEN]; BATCH],
-    control_lens: [usize; BATCH],
     iovs: [libc::iovec; BATCH],
     headers: [libc::mmsghdr; BATCH],
 }
@@ -157,7 +179,17 @@ pub struct SendBatch {
 impl Default for SendBatch {
     fn default() -> SendBatch {
         // SAFETY: as for `RecvBatch::new`.
-        let slots = unsafe { Box::<SendSlots>::new_zeroed().assume_init() };
+        let mut slots = unsafe { Box::<SendSlots>::new_zeroed().assume_init() };
+        let s = &mut *slots;
+        for i in 0..BATCH {
+            point(
+                &mut s.headers[i].msg_hdr,
+                &mut s.names[i],
+                &mut s.iovs[i],
+                &mut s.bufs[i],
+                &mut s.controls[i],
+            );
+        }
         SendBatch { slots, queued: 0 }
     }
 }
@@ -182,9 +214,10 @@ impl SendBatch {
         let s = &mut *self.slots;
         let len = bytes.len().min(MAX_REPLY_LEN);
         s.bufs[i][..len].copy_from_slice(&bytes[..len]);
-        s.lens[i] = len;
+        s.iovs[i].iov_len = len;
         s.names[i] = sockaddr_v4(to);
-        s.control_lens[i] = write_pktinfo_v4(&mut s.controls[i], arrival.ifindex, arrival.local);
+        s.headers[i].msg_hdr.msg_controllen =
+            write_pktinfo_v4(&mut s.controls[i], arrival.ifindex, arrival.local);
         self.queued += 1;
     }
 
@@ -192,20 +225,6 @@ impl SendBatch {
     /// the kernel refused (each logged once).
     pub fn flush(&mut self, fd: RawFd) -> u64 {
         let s = &mut *self.slots;
-        for i in 0..self.queued {
-            s.iovs[i] = libc::iovec {
-                iov_base: s.bufs[i].as_mut_ptr().cast(),
-                iov_len: s.lens[i],
-            };
-            let h = &mut s.headers[i].msg_hdr;
-            h.msg_name = (&raw mut s.names[i]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &raw mut s.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = s.controls[i].as_mut_ptr().cast();
-            h.msg_controllen = s.control_lens[i];
-            h.msg_flags = 0;
-        }
         let mut sent = 0;
         let mut refused = 0;
         while sent < self.queued {
@@ -229,9 +248,7 @@ impl SendBatch {
             }
             // The first unsent reply failed: report it and go on with the
             // rest (a full socket buffer drops it, as a lossy LAN would).
-            tracing::warn!(to = %SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(s.names[sent].sin_addr.s_addr)),
-                u16::from_be(s.names[sent].sin_port)), "proxyDHCP reply not sent: {err}");
+            tracing::warn!(to = %from_sockaddr_v4(&s.names[sent]), "proxyDHCP reply not sent: {err}");
             refused += 1;
             sent += 1;
         }

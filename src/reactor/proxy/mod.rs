@@ -205,24 +205,34 @@ fn serve_recvmmsg(server: &mut Answerer, shared: &Shared) {
             revents: 0,
         },
     ];
+    // Which sockets to read this turn: both at first, then what poll says.
+    let (mut read_pxe, mut read_dhcp) = (true, true);
     while !shared.stop.load(Ordering::Relaxed) {
-        let mut busy = false;
-        for _ in 0..PXE_BATCHES_PER_TURN {
-            let n = batch.recv(server.pxe_fd);
-            server.answer_batch(&batch, n, ServerPort::Pxe);
-            busy |= n > 0;
-            if n < BATCH {
-                break;
+        // A full batch means more may be queued: read again before
+        // sleeping; a short one drained the socket.
+        let mut more = false;
+        if read_pxe {
+            for _ in 0..PXE_BATCHES_PER_TURN {
+                let n = batch.recv(server.pxe_fd);
+                server.answer_batch(&batch, n, ServerPort::Pxe);
+                if n < BATCH {
+                    break;
+                }
+                more = true;
             }
         }
-        let n = batch.recv(server.dhcp_fd);
-        server.answer_batch(&batch, n, ServerPort::Dhcp);
-        busy |= n > 0;
+        if read_dhcp {
+            let n = batch.recv(server.dhcp_fd);
+            server.answer_batch(&batch, n, ServerPort::Dhcp);
+            more |= n == BATCH;
+        }
         if !server.delayed.is_empty() {
             server.release_delayed(Instant::now());
         }
         server.flush();
-        if busy {
+        if more {
+            // Port 4011 is looked at again between batches of port 67.
+            (read_pxe, read_dhcp) = (true, true);
             continue;
         }
         let wait = server.delayed.next_due().map_or(super::MAX_WAIT, |due| {
@@ -231,6 +241,8 @@ fn serve_recvmmsg(server: &mut Answerer, shared: &Shared) {
         });
         // SAFETY: `fds` is a valid array of two pollfds.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as i32) };
+        read_dhcp = fds[0].revents & libc::POLLIN != 0;
+        read_pxe = fds[1].revents & libc::POLLIN != 0;
     }
     server.flush();
 }

@@ -21,8 +21,8 @@ use super::Answerer;
 use super::batch::Arrival;
 use crate::dhcp::{Reason, ServerPort};
 use crate::reactor::uring::buf_ring::BufRing;
-use crate::reactor::uring::build_ring;
 use crate::reactor::uring::datagram::RecvTemplate;
+use crate::reactor::uring::{build_ring, ended_for_a_passing_reason};
 use crate::reactor::{MAX_WAIT, Shared};
 
 const BUF_GROUP: u16 = 0;
@@ -161,12 +161,7 @@ impl ProxyRing {
             return;
         }
         self.armed[token(port) as usize] = false;
-        let passing = result >= 0
-            || matches!(
-                -result,
-                libc::ENOBUFS | libc::EINTR | libc::EAGAIN | libc::ENOMEM
-            );
-        if passing {
+        if ended_for_a_passing_reason(result) {
             self.arm(port, answerer.fd(port));
         } else {
             tracing::error!(
