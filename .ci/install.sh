@@ -10,6 +10,8 @@ packages=(
     busybox         # busybox tftp
     curl            # curl tftp:// and http://
     wget            # a second HTTP client (tests/http_clients.rs)
+    wrk             # HTTP load (tests/http_clients.rs, tools/bench.py H1/H2)
+    nginx-light     # the HTTP server rackboot is measured against (bench.py H1/H2)
     coreutils       # timeout, sha256sum
     # reference servers / development stand-ins
     tftpd-hpa       # in.tftpd
@@ -52,11 +54,11 @@ apt-get "${lock_wait[@]}" install -y --no-install-recommends "${packages[@]}"
 # an init system runs; the tests start their own servers on free ports, so
 # keep the system ones from holding port 69 (harmless if not running).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now tftpd-hpa dnsmasq >/dev/null 2>&1 || true
+    systemctl disable --now tftpd-hpa dnsmasq nginx >/dev/null 2>&1 || true
 fi
 
 # Fail here, not halfway through the tests, if a client is still missing.
-for tool in tftp atftp busybox curl wget perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
+for tool in tftp atftp busybox curl wget wrk nginx perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
     command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
 done
 busybox tftp --help >/dev/null 2>&1 || { echo "install.sh: this busybox has no tftp applet" >&2; exit 1; }

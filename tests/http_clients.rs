@@ -2,7 +2,8 @@
 //! curl (GET, HEAD, ranges, several files over one kept-alive connection),
 //! wget, hostile paths that must find nothing outside the root, and a file
 //! rewritten in place during a download, which must end short (the
-//! connection closed), never mixed.
+//! connection closed), never mixed; and a short wrk load, every body
+//! compared with the file.
 
 mod common;
 
@@ -411,6 +412,71 @@ fn connections_over_the_cap_get_503_and_retry_after(io: Io) {
     }
 }
 
+/// wrk's Lua hooks: every body compared with the file, counts summed over
+/// wrk's threads, and wrk's own error counts, on one line.
+const WRK_CHECK: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  expected = f:read("*a")
+  f:close()
+  ok, bad, other = 0, 0, 0
+end
+function response(status, headers, body)
+  if status ~= 200 then other = other + 1
+  elseif body == expected then ok = ok + 1
+  else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local o, b, x = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); b = b + t:get("bad"); x = x + t:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "wrk-check ok=%d bad=%d other=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
+    o, b, x, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"#;
+
+/// A short wrk load (2 threads, 32 kept-alive connections, 2 s) over a
+/// 300 kB file: every response 200 and byte-exact, no socket error, and the
+/// every request wrk made was answered.
+fn wrk_short_load_is_byte_exact(io: Io) {
+    require_program("wrk");
+    let fixture = fixture();
+    let http = start(&fixture, io);
+    let script = fixture.downloads().join("check.lua");
+    std::fs::write(&script, WRK_CHECK).unwrap();
+    let file = fixture.root().join("ipxe.efi");
+    let out = Command::new("timeout")
+        .args(["30", "wrk", "-t2", "-c32", "-d2s", "--timeout", "5s", "-s"])
+        .arg(&script)
+        .arg(format!("{}/ipxe.efi", http.base))
+        .arg("--")
+        .arg(&file)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wrk failed:\n{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("wrk-check "))
+        .unwrap_or_else(|| panic!("no wrk-check line:\n{text}"));
+    let count = |key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    assert!(count("ok") >= 100, "too few responses under load: {line}");
+    for key in ["bad", "other", "connect", "read", "write", "status", "timeout"] {
+        assert_eq!(count(key), 0, "{key} != 0 under wrk: {line}\n{text}");
+    }
+}
+
 macro_rules! on_both_backends {
     ($name:ident) => {
         mod $name {
@@ -431,3 +497,4 @@ on_both_backends!(several_files_share_one_connection);
 on_both_backends!(hostile_paths_find_nothing_outside_the_root);
 on_both_backends!(a_file_rewritten_during_a_download_ends_it_short);
 on_both_backends!(connections_over_the_cap_get_503_and_retry_after);
+on_both_backends!(wrk_short_load_is_byte_exact);

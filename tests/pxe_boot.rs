@@ -475,6 +475,81 @@ fn ovmf_http_boot_fetches_ipxe_from_rackboots_http_server() {
     scene.check_dhcp_server_not_pxe();
 }
 
+/// The script of the iPXE-over-HTTP boot: a kernel (iPXE's own `ipxe.lkrn`,
+/// a bzImage that prints its banner when started) and an initrd, both by
+/// HTTP from the server that sent the offer, as operators write it.
+const HTTP_BOOT_IPXE: &str = "#!ipxe
+echo rackboot-http-script
+kernel http://${next-server}:8080/ipxe.lkrn
+initrd http://${next-server}:8080/initrd.img
+boot
+";
+const IPXE_LKRN: (&str, &str) = ("/usr/lib/ipxe/ipxe.lkrn", "ipxe");
+const IPXE_BANNER: &str = "iPXE initialising devices";
+
+/// The BIOS iPXE ROM runs a script that loads a kernel and an initrd from
+/// rackboot over HTTP and boots them: the kernel (a second iPXE) starts, and
+/// rackboot logs both responses complete with the exact sizes.
+#[test]
+fn seabios_ipxe_rom_loads_kernel_and_initrd_over_http() {
+    let machine = Machine::SeaBiosIpxeRom;
+    machine.require();
+    pxe::require_file(IPXE_LKRN.0, IPXE_LKRN.1);
+    let mut scene = Scene::new("bios-http", 27);
+    pxe::install(&scene.root, &[IPXE_LKRN, UNDIONLY]);
+    std::fs::write(scene.root.join("boot.ipxe"), HTTP_BOOT_IPXE).expect("write boot.ipxe");
+    // An initrd of 3 MiB + 1 byte of varied bytes: large enough for several
+    // windows of TCP, odd-sized so a short body would show.
+    let initrd: Vec<u8> = (0..3 * 1024 * 1024 + 1u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(scene.root.join("initrd.img"), &initrd).expect("write initrd.img");
+    let http = format!("{}:8080", scene.server());
+    scene.start_rackboot(&[
+        "--boot",
+        "bios=undionly.kpxe",
+        "--ipxe-script",
+        "boot.ipxe",
+        "--http-listen",
+        &http,
+    ]);
+    scene.boot(machine);
+    scene.wait_serial(0, "rackboot-http-script", BIOS_BOOT_TIMEOUT);
+    // The second iPXE's banner is the kernel starting.
+    let started = std::time::Instant::now();
+    while scene.serial(0).matches(IPXE_BANNER).count() < 2 {
+        if started.elapsed() > BIOS_BOOT_TIMEOUT {
+            scene.fail("the kernel loaded over HTTP never started (one iPXE banner only)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    scene.stop_vm();
+
+    let log = scene.rackboot_log();
+    let lkrn_len = std::fs::metadata(IPXE_LKRN.0).expect("ipxe.lkrn").len();
+    for (file, len) in [("ipxe.lkrn", lkrn_len), ("initrd.img", initrd.len() as u64)] {
+        let complete = log.lines().filter(|l| {
+            pxe::field(l, "path").as_deref() == Some(file)
+                && pxe::field(l, "method").as_deref() == Some("GET")
+                && pxe::field(l, "status").as_deref() == Some("200")
+                && pxe::field(l, "bytes") == Some(len.to_string())
+                && pxe::field(l, "outcome").as_deref() == Some("complete")
+        });
+        scene.check(complete.count() >= 1, || {
+            format!("no complete 200 GET of {file} ({len} bytes) in rackboot's log")
+        });
+    }
+    // Only the script went over TFTP; the kernel and initrd never did.
+    scene.check(wire_read_count(&scene, "boot.ipxe") == 1, || {
+        "boot.ipxe not read exactly once over TFTP".into()
+    });
+    scene.check(
+        wire_read_count(&scene, "ipxe.lkrn") == 0 && wire_read_count(&scene, "initrd.img") == 0,
+        || "the kernel or initrd went over TFTP".into(),
+    );
+    scene.check_dhcp_server_not_pxe();
+}
+
 // ---------------------------------------------------------------------------
 // (c) iPXE as the firmware's own network boot gets the script directly
 // ---------------------------------------------------------------------------
