@@ -550,6 +550,68 @@ fn seabios_ipxe_rom_loads_kernel_and_initrd_over_http() {
     scene.check_dhcp_server_not_pxe();
 }
 
+const LPXELINUX: (&str, &str) = ("/usr/lib/PXELINUX/lpxelinux.0", "pxelinux");
+
+/// lpxelinux.0 (pxelinux with an HTTP client) over TFTP, then a
+/// configuration whose kernel and initrd are `http://` URLs on rackboot:
+/// the README's second HTTP example, booted. The kernel (iPXE's
+/// `ipxe.lkrn`) starts, and rackboot logs both HTTP responses complete.
+#[test]
+fn lpxelinux_loads_kernel_and_initrd_over_http() {
+    let machine = Machine::SeaBiosIpxeRom;
+    machine.require();
+    pxe::require_file(LPXELINUX.0, LPXELINUX.1);
+    pxe::require_file(IPXE_LKRN.0, IPXE_LKRN.1);
+    let mut scene = Scene::new("lpxelinux", 28);
+    pxe::install(&scene.root, &[LPXELINUX, IPXE_LKRN]);
+    pxe::install(&scene.root, &SYSLINUX_MODULES[..1]);
+    let http = format!("{}:8080", scene.server());
+    std::fs::create_dir(scene.root.join("pxelinux.cfg")).expect("pxelinux.cfg");
+    std::fs::write(
+        scene.root.join("pxelinux.cfg/default"),
+        format!("DEFAULT http\nLABEL http\n  KERNEL http://{http}/ipxe.lkrn\n  INITRD http://{http}/initrd.img\n"),
+    )
+    .expect("write default");
+    let initrd = vec![0x5au8; 1 << 20];
+    std::fs::write(scene.root.join("initrd.img"), &initrd).expect("write initrd.img");
+    scene.start_rackboot(&["--boot", "bios=lpxelinux.0", "--http-listen", &http]);
+    scene.boot(machine);
+    // The ROM's banner, then the kernel's (a second iPXE) after pxelinux.
+    let started = std::time::Instant::now();
+    while scene.serial(0).matches(IPXE_BANNER).count() < 2 {
+        if started.elapsed() > BIOS_BOOT_TIMEOUT {
+            scene.fail("the kernel lpxelinux loaded over HTTP never started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    scene.stop_vm();
+
+    let log = scene.rackboot_log();
+    let lkrn_len = std::fs::metadata(IPXE_LKRN.0).expect("ipxe.lkrn").len();
+    for (file, len) in [("ipxe.lkrn", lkrn_len), ("initrd.img", initrd.len() as u64)] {
+        let complete = log.lines().filter(|l| {
+            pxe::field(l, "path").as_deref() == Some(file)
+                && pxe::field(l, "status").as_deref() == Some("200")
+                && pxe::field(l, "bytes") == Some(len.to_string())
+                && pxe::field(l, "outcome").as_deref() == Some("complete")
+        });
+        scene.check(complete.count() >= 1, || {
+            format!("no complete 200 of {file} ({len} bytes) in rackboot's log")
+        });
+    }
+    let transfers = pxe::tftp_lines(&log);
+    for file in ["lpxelinux.0", "ldlinux.c32", "pxelinux.cfg/default"] {
+        scene.check(
+            transfers.iter().any(|t| t.file == file && t.outcome == "Complete"),
+            || format!("{file} not transferred over TFTP: {transfers:?}"),
+        );
+    }
+    scene.check(
+        wire_read_count(&scene, "ipxe.lkrn") == 0 && wire_read_count(&scene, "initrd.img") == 0,
+        || "the kernel or initrd went over TFTP".into(),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // (c) iPXE as the firmware's own network boot gets the script directly
 // ---------------------------------------------------------------------------

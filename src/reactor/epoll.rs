@@ -1,8 +1,10 @@
 //! The portable backend: epoll readiness, `recvmsg` until the socket is
 //! empty, and `sendmsg` whose iovec points into the mapped file (the kernel
 //! copies straight from the page cache): a window of packets in one UDP GSO
-//! send where the kernel allows it, one packet per call otherwise. Used where
-//! io_uring is missing or forbidden (old kernels, container seccomp).
+//! send where the kernel allows it, one packet per call otherwise. HTTP
+//! listeners and connections sit in the same epoll set (edge-triggered for
+//! connections). Used where io_uring is missing or forbidden (old kernels,
+//! container seccomp).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -11,6 +13,7 @@ use std::time::Instant;
 
 use socket2::SockAddr;
 
+use super::http::{GENERATION_LIMIT, HttpIo, HttpKey, HttpShard};
 use super::shard::{Backend, MAX_SEGMENTS, Outgoing, ShardCore};
 use super::socket::{
     CONTROL_LEN, RecvMeta, SEND_CONTROL_LEN, is_gso_unsupported, parse_control, recv_datagram,
@@ -22,6 +25,31 @@ use super::{MAX_WAIT, Shared};
 /// starve the others.
 const RECV_BUDGET: usize = 64;
 const RECV_BUF: usize = 65536;
+/// Epoll data of HTTP sockets: this bit, then the listener bit or the
+/// connection's generation (29 bits from bit 32) and key (low 32 bits);
+/// TFTP endpoints use their plain key.
+const HTTP_BIT: u64 = 1 << 63;
+const HTTP_LISTENER_BIT: u64 = 1 << 62;
+
+fn encode_http(key: HttpKey) -> u64 {
+    match key {
+        HttpKey::Listener(i) => HTTP_BIT | HTTP_LISTENER_BIT | i as u64,
+        HttpKey::Conn { key, generation } => {
+            HTTP_BIT | (u64::from(generation % GENERATION_LIMIT) << 32) | (key as u64 & 0xffff_ffff)
+        }
+    }
+}
+
+fn decode_http(data: u64) -> HttpKey {
+    if data & HTTP_LISTENER_BIT != 0 {
+        HttpKey::Listener((data & 0xffff_ffff) as usize)
+    } else {
+        HttpKey::Conn {
+            key: (data & 0xffff_ffff) as usize,
+            generation: ((data >> 32) % u64::from(GENERATION_LIMIT)) as u32,
+        }
+    }
+}
 
 struct EpollIo {
     epfd: OwnedFd,
@@ -87,6 +115,37 @@ impl Backend for EpollIo {
 
     fn max_segments(&self) -> usize {
         if self.gso { MAX_SEGMENTS } else { 1 }
+    }
+}
+
+impl HttpIo for EpollIo {
+    fn watch_http(&mut self, key: HttpKey, fd: RawFd) {
+        let events = match key {
+            HttpKey::Listener(_) => libc::EPOLLIN,
+            HttpKey::Conn { .. } => {
+                libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET
+            }
+        };
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: encode_http(key),
+        };
+        // SAFETY: valid epoll fd and socket fd; `ev` is read during the call.
+        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            tracing::warn!("cannot watch an HTTP socket: {}", io::Error::last_os_error());
+        }
+    }
+
+    fn unwatch_http(&mut self, _key: HttpKey, fd: RawFd) {
+        // SAFETY: as above; the event argument is ignored for DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
     }
 }
 
@@ -175,7 +234,7 @@ fn sendmsg(
     }
 }
 
-pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
+pub fn run(core: &mut ShardCore, http: &mut HttpShard, shared: &Shared) -> io::Result<()> {
     // SAFETY: epoll_create1 returns a new descriptor we own.
     let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if epfd < 0 {
@@ -190,21 +249,30 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
         gso: true,
     };
     core.start(&mut io);
+    http.start(&mut io);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; RECV_BUF];
     let mut control = [0u8; CONTROL_LEN];
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             core.abort_all(&mut io, Instant::now());
+            http.close_all(&mut io);
             return Ok(());
         }
-        if shared.draining.load(Ordering::Relaxed) && core.is_listening() {
-            core.stop_listening(&mut io);
+        if shared.draining.load(Ordering::Relaxed) {
+            if core.is_listening() {
+                core.stop_listening(&mut io);
+            }
+            if http.is_listening() {
+                http.stop_listening(&mut io);
+            }
         }
         let now = Instant::now();
-        let wait = core
-            .next_deadline()
-            .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+        let deadline = match (core.next_deadline(), http.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let wait = deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
         // Round up so a sub-millisecond deadline does not spin.
         let wait_ms = wait.as_micros().div_ceil(1000) as i32;
         // SAFETY: `events` has the capacity we pass.
@@ -224,6 +292,10 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
             return Err(err);
         }
         for event in &events[..n as usize] {
+            if event.u64 & HTTP_BIT != 0 {
+                http.on_ready(&mut io, decode_http(event.u64), Instant::now());
+                continue;
+            }
             let key = event.u64 as usize;
             for _ in 0..RECV_BUDGET {
                 let Some(&fd) = io.fds.get(key).filter(|&&fd| fd >= 0) else {
@@ -236,6 +308,7 @@ pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
             }
         }
         core.on_timers(&mut io, Instant::now());
+        http.on_timers(&mut io, Instant::now());
     }
 }
 

@@ -117,11 +117,12 @@ pub fn uring_available() -> Result<(), io::Error> {
 }
 
 /// A running server: its shard threads and their shared state.
+type ShardThread = std::thread::JoinHandle<io::Result<(shard::ShardStats, http::HttpStats)>>;
+
 pub struct Server {
     shared: Arc<Shared>,
-    threads: Vec<std::thread::JoinHandle<io::Result<shard::ShardStats>>>,
+    threads: Vec<ShardThread>,
     proxy: Option<std::thread::JoinHandle<proxy::ProxyStats>>,
-    http: Vec<std::thread::JoinHandle<io::Result<http::HttpStats>>>,
     watcher: Option<std::thread::JoinHandle<()>>,
     pub backend: IoMode,
 }
@@ -181,8 +182,8 @@ impl Server {
         for &addr in &settings.listen {
             drop(std::net::UdpSocket::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
         }
-        // No listen address: TFTP is off (another server does it).
-        let shards = if settings.listen.is_empty() {
+        // A shard serves TFTP, HTTP or both; none when both are off.
+        let shards = if settings.listen.is_empty() && settings.http_listen.is_empty() {
             0
         } else {
             settings.shards.max(1)
@@ -197,19 +198,17 @@ impl Server {
             per_shard.push(sockets);
         }
         // HTTP: the same number of shards, each with its own listeners.
-        let mut http_per_shard = Vec::new();
-        if !settings.http_listen.is_empty() {
-            for &addr in &settings.http_listen {
-                drop(std::net::TcpListener::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
-            }
-            for _ in 0..settings.shards.max(1) {
-                let listeners = settings
-                    .http_listen
-                    .iter()
-                    .map(|&a| http::bind(a))
-                    .collect::<io::Result<Vec<_>>>()?;
-                http_per_shard.push(listeners);
-            }
+        for &addr in &settings.http_listen {
+            drop(std::net::TcpListener::bind(addr).map_err(|e| socket::bind_error(addr, e))?);
+        }
+        let mut http_per_shard = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let listeners = settings
+                .http_listen
+                .iter()
+                .map(|&a| http::bind(a))
+                .collect::<io::Result<Vec<_>>>()?;
+            http_per_shard.push(listeners);
         }
         Ok(Bound {
             settings,
@@ -247,28 +246,20 @@ impl Bound {
             None => None,
         };
         let mut threads = Vec::new();
-        for (index, sockets) in per_shard.into_iter().enumerate() {
+        for (index, (sockets, listeners)) in per_shard.into_iter().zip(http_per_shard).enumerate() {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
                     let mut core = shard::ShardCore::new(index, shared.clone(), sockets);
+                    let mut http = http::HttpShard::new(index, shared.clone(), listeners);
                     match backend {
-                        IoMode::Uring => uring::run(&mut core, &shared)?,
-                        _ => epoll::run(&mut core, &shared)?,
+                        IoMode::Uring => uring::run(&mut core, &mut http, &shared)?,
+                        _ => epoll::run(&mut core, &mut http, &shared)?,
                     }
-                    Ok(core.stats)
+                    Ok((core.stats, http.stats))
                 })?;
             threads.push(handle);
-        }
-        let mut http = Vec::new();
-        for (index, listeners) in http_per_shard.into_iter().enumerate() {
-            let shared = shared.clone();
-            http.push(
-                std::thread::Builder::new()
-                    .name(format!("http-{index}"))
-                    .spawn(move || http::run(index, listeners, shared))?,
-            );
         }
         let proxy = match proxy_run {
             Some(run) => {
@@ -287,7 +278,6 @@ impl Bound {
             shared,
             threads,
             proxy,
-            http,
             watcher,
             backend,
         })
@@ -305,7 +295,11 @@ impl Server {
         let drain = self.shared.settings.drain;
         self.shared.draining.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + drain;
-        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        let busy = || {
+            self.shared.active.load(Ordering::SeqCst) > 0
+                || http::SENDING.load(Ordering::SeqCst) > 0
+        };
+        while busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -321,40 +315,37 @@ impl Server {
                 "proxyDHCP stopped"
             );
         }
-        if !self.http.is_empty() {
-            let mut stats = http::HttpStats::default();
-            for t in self.http {
-                stats += t
-                    .join()
-                    .map_err(|_| io::Error::other("an HTTP shard panicked"))??;
-            }
-            tracing::info!(
-                connections = stats.connections,
-                responses = stats.responses,
-                ok = stats.ok,
-                client_errors = stats.client_errors,
-                server_errors = stats.server_errors,
-                bytes = stats.bytes,
-                cut_short = stats.aborted,
-                refused = stats.refused,
-                "HTTP stopped"
-            );
-        }
         if let Some(w) = self.watcher {
             w.join()
                 .map_err(|_| io::Error::other("the interface watcher panicked"))?;
         }
         let mut total = shard::ShardStats::default();
+        let mut web = http::HttpStats::default();
         for t in self.threads {
-            total += t
+            let (tftp, http) = t
                 .join()
                 .map_err(|_| io::Error::other("a shard panicked"))??;
+            total += tftp;
+            web += http;
+        }
+        if !self.shared.settings.http_listen.is_empty() {
+            tracing::info!(
+                connections = web.connections,
+                responses = web.responses,
+                ok = web.ok,
+                client_errors = web.client_errors,
+                server_errors = web.server_errors,
+                bytes = web.bytes,
+                cut_short = web.aborted,
+                refused = web.refused,
+                "HTTP stopped"
+            );
         }
         Ok(total)
     }
 
     /// Whether any shard thread has exited (it only does on error).
     pub fn any_shard_exited(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished()) || self.http.iter().any(|t| t.is_finished())
+        self.threads.iter().any(|t| t.is_finished())
     }
 }

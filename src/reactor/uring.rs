@@ -8,6 +8,9 @@
 //! is due; then the sends that completed give their slots back, every
 //! received datagram goes to the shard, and due timers run.
 //!
+//! HTTP sockets get a multishot poll in the same ring; its completions hand
+//! readiness to the shard's `HttpShard`, which does the socket calls.
+//!
 //! Memory the kernel may still use is owned here until its completion:
 //! send slots (msghdr, iovecs, address, head bytes, a clone of the file's
 //! `Arc`) and receive buffers (lent to the shard for one datagram, then
@@ -16,6 +19,7 @@
 
 pub(crate) mod buf_ring;
 pub(crate) mod datagram;
+mod http_polls;
 mod send_slots;
 #[cfg(test)]
 mod tests;
@@ -27,15 +31,17 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use io_uring::opcode::{AsyncCancel, RecvMsg, RecvMsgMulti, SendMsg, Timeout};
+use io_uring::opcode::{AsyncCancel, PollAdd, RecvMsg, RecvMsgMulti, SendMsg, Timeout};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, squeue};
 
 use self::buf_ring::BufRing;
 use self::datagram::RecvTemplate;
+use self::http_polls::HttpPolls;
 use self::send_slots::{NoSlot, SendSlots};
 use self::token::Token;
 use self::watches::Watches;
+use super::http::{HttpIo, HttpKey, HttpShard};
 use super::shard::{Backend, MAX_SEGMENTS, Outgoing, ShardCore};
 use super::socket::is_gso_unsupported;
 use super::{MAX_WAIT, Shared};
@@ -243,6 +249,7 @@ struct UringIo {
     ring: IoUring,
     slots: SendSlots,
     watches: Watches,
+    http_polls: HttpPolls,
     template: RecvTemplate,
     /// Receive completions taken off the completion ring but not yet
     /// handed to the shard (reaped while a send waited for a slot).
@@ -260,6 +267,7 @@ impl UringIo {
             ring,
             slots: SendSlots::new(config.send_slots),
             watches: Watches::default(),
+            http_polls: HttpPolls::default(),
             template: RecvTemplate::new(),
             received: Vec::with_capacity(usize::from(config.recv_buffers)),
             queued_sends: 0,
@@ -353,7 +361,7 @@ impl UringIo {
                         tracing::trace!("send failed: {}", io::Error::from_raw_os_error(errno));
                     }
                 }
-                Token::Recv { .. } => self.received.push(cqe),
+                Token::Recv { .. } | Token::Http(_) => self.received.push(cqe),
                 Token::Cancel | Token::Probe => {}
             }
         }
@@ -388,9 +396,30 @@ impl UringIo {
         true
     }
 
+    /// Arms the multishot poll of an HTTP socket.
+    fn arm_http(&mut self, token: Token, fd: RawFd) {
+        let mask = match token {
+            Token::Http(HttpKey::Listener(_)) => libc::POLLIN,
+            _ => libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP,
+        };
+        let entry = PollAdd::new(Fd(fd), mask as u32)
+            .multi(true)
+            .build()
+            .user_data(token.encode());
+        // SAFETY: a poll points to no memory of ours; the kernel holds its
+        // own reference to the socket.
+        if unsafe { self.push(&entry) } {
+            self.http_polls.armed();
+        } else {
+            tracing::warn!("cannot watch an HTTP socket: the submission ring stays full");
+        }
+    }
+
     /// Nothing of ours left in the kernel.
     fn quiescent(&self) -> bool {
-        self.slots.in_flight() == 0 && self.watches.outstanding() == 0
+        self.slots.in_flight() == 0
+            && self.watches.outstanding() == 0
+            && self.http_polls.outstanding() == 0
     }
 }
 
@@ -487,12 +516,36 @@ impl Backend for UringIo {
     }
 }
 
-/// Runs one shard until `shared.stop` is set.
-pub fn run(core: &mut ShardCore, shared: &Shared) -> io::Result<()> {
-    run_with(core, shared, RingConfig::DEFAULT)
+impl HttpIo for UringIo {
+    fn watch_http(&mut self, key: HttpKey, fd: RawFd) {
+        let token = self.http_polls.watch(key, fd);
+        self.arm_http(token, fd);
+    }
+
+    fn unwatch_http(&mut self, key: HttpKey, _fd: RawFd) {
+        if let Some(token) = self.http_polls.unwatch(key) {
+            let cancel = AsyncCancel::new(token.encode())
+                .build()
+                .user_data(Token::Cancel.encode());
+            // SAFETY: a cancellation points to no memory.
+            if !unsafe { self.push(&cancel) } {
+                tracing::warn!("cannot cancel an HTTP poll: the submission ring stays full");
+            }
+        }
+    }
 }
 
-fn run_with(core: &mut ShardCore, shared: &Shared, config: RingConfig) -> io::Result<()> {
+/// Runs one shard until `shared.stop` is set.
+pub fn run(core: &mut ShardCore, http: &mut HttpShard, shared: &Shared) -> io::Result<()> {
+    run_with(core, http, shared, RingConfig::DEFAULT)
+}
+
+fn run_with(
+    core: &mut ShardCore,
+    http: &mut HttpShard,
+    shared: &Shared,
+    config: RingConfig,
+) -> io::Result<()> {
     let ring = build_ring(config.sq_entries, 2 * config.sq_entries)?;
     // Declared before `io` so it is dropped after the ring inside `io`:
     // the kernel may write into these buffers until the ring is gone.
@@ -510,18 +563,26 @@ fn run_with(core: &mut ShardCore, shared: &Shared, config: RingConfig) -> io::Re
         ));
     }
     core.start(&mut io);
+    http.start(&mut io);
     let mut batch = Vec::with_capacity(usize::from(config.recv_buffers));
-    let result = turns(core, shared, &mut io, &mut bufs, &mut batch);
+    let mut shard = Parts { core, http };
+    let result = turns(&mut shard, shared, &mut io, &mut bufs, &mut batch);
     if let Err(e) = &result {
-        tracing::error!(shard = core.index(), "io_uring loop failed: {e}");
+        tracing::error!(shard = shard.core.index(), "io_uring loop failed: {e}");
     }
-    shutdown(core, io, bufs);
+    shutdown(&mut shard, io, bufs);
     result
+}
+
+/// The two protocols a shard serves.
+struct Parts<'a> {
+    core: &'a mut ShardCore,
+    http: &'a mut HttpShard,
 }
 
 /// The loop proper, until `stop` is set or the ring fails.
 fn turns(
-    core: &mut ShardCore,
+    shard: &mut Parts<'_>,
     shared: &Shared,
     io: &mut UringIo,
     bufs: &mut BufRing,
@@ -531,8 +592,13 @@ fn turns(
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if shared.draining.load(Ordering::Relaxed) && core.is_listening() {
-            core.stop_listening(io);
+        if shared.draining.load(Ordering::Relaxed) {
+            if shard.core.is_listening() {
+                shard.core.stop_listening(io);
+            }
+            if shard.http.is_listening() {
+                shard.http.stop_listening(io);
+            }
         }
         // Everything the last turn queued goes out in this one enter,
         // which then sleeps until something arrives or a timer is due.
@@ -540,9 +606,12 @@ fn turns(
         // is when arrived datagrams get received.
         if io.received.is_empty() {
             let now = Instant::now();
-            let wait = core
-                .next_deadline()
-                .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            let deadline = match (shard.core.next_deadline(), shard.http.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait =
+                deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
             // Each queued send completes during the submit (MSG_DONTWAIT),
             // so one completion more than that is real news. Should a send
             // not complete at once, the wait still ends on time.
@@ -551,15 +620,16 @@ fn turns(
             io.submit()?;
         }
         io.reap();
-        deliver_received(core, io, bufs, batch);
-        core.on_timers(io, Instant::now());
+        deliver_received(shard, io, bufs, batch);
+        shard.core.on_timers(io, Instant::now());
+        shard.http.on_timers(io, Instant::now());
     }
 }
 
-/// Hands every reaped receive completion to the shard, including those
-/// reaped while the shard was sending.
+/// Hands every reaped receive and poll completion to the shard, including
+/// those reaped while the shard was sending.
 fn deliver_received(
-    core: &mut ShardCore,
+    shard: &mut Parts<'_>,
     io: &mut UringIo,
     bufs: &mut BufRing,
     batch: &mut Vec<cqueue::Entry>,
@@ -567,7 +637,41 @@ fn deliver_received(
     while !io.received.is_empty() {
         std::mem::swap(batch, &mut io.received);
         for cqe in batch.drain(..) {
-            on_receive(core, io, bufs, &cqe);
+            match Token::decode(cqe.user_data()) {
+                Token::Http(key) => on_http_poll(shard.http, io, key, &cqe),
+                _ => on_receive(shard.core, io, bufs, &cqe),
+            }
+        }
+    }
+}
+
+/// One completion of an HTTP socket's multishot poll: readiness for the
+/// shard (when the socket is still watched), and a re-arm when the kernel
+/// ended the poll.
+fn on_http_poll(http: &mut HttpShard, io: &mut UringIo, key: HttpKey, cqe: &cqueue::Entry) {
+    let (result, more) = (cqe.result(), cqueue::more(cqe.flags()));
+    if !more {
+        io.http_polls.ended();
+    }
+    if io.http_polls.current(key).is_none() {
+        return;
+    }
+    if result > 0 {
+        http.on_ready(io, key, Instant::now());
+    }
+    if more {
+        return;
+    }
+    // Still watched after the shard's work: the poll ended for a passing
+    // reason (a full completion ring) and is armed again.
+    if let Some(fd) = io.http_polls.current(key) {
+        if ended_for_a_passing_reason(result) {
+            io.arm_http(Token::Http(key), fd);
+        } else {
+            tracing::warn!(
+                "HTTP poll ended: {}; this socket is no longer served",
+                io::Error::from_raw_os_error(-result)
+            );
         }
     }
 }
@@ -623,8 +727,9 @@ pub(crate) fn ended_for_a_passing_reason(result: i32) -> bool {
 
 /// Ends every transfer, cancels every receive and waits (bounded) until
 /// the kernel has finished with every send and receive.
-fn shutdown(core: &mut ShardCore, mut io: UringIo, mut bufs: BufRing) {
-    core.abort_all(&mut io, Instant::now());
+fn shutdown(shard: &mut Parts<'_>, mut io: UringIo, mut bufs: BufRing) {
+    shard.core.abort_all(&mut io, Instant::now());
+    shard.http.close_all(&mut io);
     for key in io.watches.watched_keys() {
         io.unwatch(key, -1);
     }
@@ -636,8 +741,8 @@ fn shutdown(core: &mut ShardCore, mut io: UringIo, mut bufs: BufRing) {
         }
         io.reap();
         // Every watch is gone: this only gives buffers back and counts
-        // the receives that ended.
-        deliver_received(core, &mut io, &mut bufs, &mut batch);
+        // the receives and polls that ended.
+        deliver_received(shard, &mut io, &mut bufs, &mut batch);
         if io.quiescent() {
             return;
         }
@@ -645,6 +750,7 @@ fn shutdown(core: &mut ShardCore, mut io: UringIo, mut bufs: BufRing) {
             tracing::warn!(
                 sends = io.slots.in_flight(),
                 receives = io.watches.outstanding(),
+                http_polls = io.http_polls.outstanding(),
                 "io_uring operations still in flight at shutdown; leaking their memory"
             );
             // The kernel may still read or write it: never free it.

@@ -68,7 +68,8 @@ impl Shard {
         let for_thread = shared.clone();
         let thread = std::thread::spawn(move || {
             let mut core = ShardCore::new(0, for_thread.clone(), vec![socket]);
-            run_with(&mut core, &for_thread, config)?;
+            let mut http = crate::reactor::http::HttpShard::new(0, for_thread.clone(), Vec::new());
+            run_with(&mut core, &mut http, &for_thread, config)?;
             Ok(core.stats)
         });
         Shard {

@@ -5,13 +5,21 @@
 //! carry the endpoint key (low 32 bits) and the key's watch generation
 //! (30 bits), because slab keys are reused as soon as a transfer ends and a
 //! late completion of the old socket must not be taken for the new one.
-//! Sends carry their slot index.
+//! Sends carry their slot index. HTTP polls carry a listener flag (bit 61),
+//! the connection's generation (29 bits) and its key. Cancellations and
+//! the probe's entries share a kind.
+
+use crate::reactor::http::{GENERATION_LIMIT, HttpKey};
 
 const KIND_SHIFT: u32 = 62;
 const KIND_RECV: u64 = 0;
 const KIND_SEND: u64 = 1;
-const KIND_CANCEL: u64 = 2;
-const KIND_PROBE: u64 = 3;
+const KIND_OTHER: u64 = 2;
+const KIND_HTTP: u64 = 3;
+const OTHER_CANCEL: u64 = 0;
+const OTHER_PROBE: u64 = 1;
+const HTTP_LISTENER: u64 = 1 << 61;
+const HTTP_GENERATION_MASK: u64 = GENERATION_LIMIT as u64 - 1;
 
 /// Generations wrap within this many bits.
 pub const GENERATION_BITS: u32 = 30;
@@ -28,6 +36,8 @@ pub enum Token {
     Cancel,
     /// Anything `probe` submits.
     Probe,
+    /// A multishot poll on an HTTP listener or connection.
+    Http(HttpKey),
 }
 
 impl Token {
@@ -39,8 +49,16 @@ impl Token {
                     | u64::from(key)
             }
             Token::Send { slot } => (KIND_SEND << KIND_SHIFT) | u64::from(slot),
-            Token::Cancel => KIND_CANCEL << KIND_SHIFT,
-            Token::Probe => KIND_PROBE << KIND_SHIFT,
+            Token::Cancel => (KIND_OTHER << KIND_SHIFT) | OTHER_CANCEL,
+            Token::Probe => (KIND_OTHER << KIND_SHIFT) | OTHER_PROBE,
+            Token::Http(HttpKey::Listener(index)) => {
+                (KIND_HTTP << KIND_SHIFT) | HTTP_LISTENER | (index as u64 & LOW_MASK)
+            }
+            Token::Http(HttpKey::Conn { key, generation }) => {
+                (KIND_HTTP << KIND_SHIFT)
+                    | ((u64::from(generation) & HTTP_GENERATION_MASK) << 32)
+                    | (key as u64 & LOW_MASK)
+            }
         }
     }
 
@@ -52,8 +70,13 @@ impl Token {
                 generation: ((user_data >> 32) & GENERATION_MASK) as u32,
             },
             KIND_SEND => Token::Send { slot: low },
-            KIND_CANCEL => Token::Cancel,
-            _ => Token::Probe,
+            KIND_OTHER if user_data & 1 == OTHER_CANCEL => Token::Cancel,
+            KIND_OTHER => Token::Probe,
+            _ if user_data & HTTP_LISTENER != 0 => Token::Http(HttpKey::Listener(low as usize)),
+            _ => Token::Http(HttpKey::Conn {
+                key: low as usize,
+                generation: ((user_data >> 32) & HTTP_GENERATION_MASK) as u32,
+            }),
         }
     }
 }
@@ -86,6 +109,16 @@ mod tests {
             Token::Send { slot: 4095 },
             Token::Cancel,
             Token::Probe,
+            Token::Http(HttpKey::Listener(0)),
+            Token::Http(HttpKey::Listener(3)),
+            Token::Http(HttpKey::Conn {
+                key: 0,
+                generation: 0,
+            }),
+            Token::Http(HttpKey::Conn {
+                key: u32::MAX as usize,
+                generation: GENERATION_LIMIT - 1,
+            }),
         ] {
             assert_eq!(Token::decode(token.encode()), token);
         }
