@@ -15,20 +15,31 @@
 //! socket per `CLIENTS_PER_SOCKET` clients in flight. Replies are handed to
 //! their client by xid. Starts, timers, the time limit and the progress
 //! line are the same as for TFTP.
+//!
+//! Steps over HTTP (`--protocol http`, `--kernel-over http`) use one
+//! non-blocking TCP connection per client (`HttpLink`), registered under
+//! the client's index with `HTTP_KEY` set and kept open from one request
+//! to the next (and from one pass to the next, unless the plan says each
+//! pass is a new boot). `http::Connection` decides what to send and how
+//! each response ends; the loop connects, writes the request, and reads
+//! into one shared `READ_BUF` buffer, a few reads per wake-up, counting and
+//! checking each chunk as it arrives. The retry timer heap holds the
+//! stall deadline of each request.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::io::{self, Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use crate::client::{Ask, MAX_DATAGRAM, Outcome, Retry, Role, SEND_BUF, Transfer};
 use crate::dhcp::{self, Ciaddr, Exchange, Offers, Via};
+use crate::http;
 use crate::report::Recorder;
-use crate::scenario::{Identity, Plan};
+use crate::scenario::{Identity, Plan, Protocol};
 
 /// The longest the loop sleeps, so it notices starts and the time limit.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -46,6 +57,13 @@ const SHARED_KEY: u64 = 1 << 63;
 const SHARED_RECV_BUDGET: usize = 256;
 /// Loopback relay addresses tried in turn when none is given.
 const LOOPBACK_RELAYS: std::ops::RangeInclusive<u8> = 1..=254;
+/// Epoll keys of HTTP connections: the client index with this bit set.
+const HTTP_KEY: u64 = 1 << 62;
+/// The receive buffer every socket is read into (HTTP bodies: 256 KiB at
+/// a time; at least one datagram).
+const READ_BUF: usize = 256 << 10;
+/// Reads from one HTTP connection per wake-up, for fairness.
+const HTTP_READS: usize = 4;
 
 /// How the clients are run.
 #[derive(Debug, Clone)]
@@ -68,6 +86,28 @@ pub struct Settings {
     /// The `dhcp` scenario: every client plays the proxyDHCP exchange and
     /// the plans are not used.
     pub dhcp: Option<dhcp::Setup>,
+    /// Where steps over HTTP go; `None` when no plan has any.
+    pub http: Option<HttpTarget>,
+}
+
+/// The HTTP server and how long a request may go without progress.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    pub server: SocketAddr,
+    /// No progress (connecting, sending, receiving) for this long fails
+    /// the request.
+    pub stall: Duration,
+    /// A response that starts later than this after its request counts
+    /// as an unanswered request (the TFTP retry interval).
+    pub answer_within: Duration,
+}
+
+/// A client's HTTP connection: its socket and protocol state.
+struct HttpLink {
+    stream: TcpStream,
+    conn: http::Connection,
+    /// Whether epoll watches the socket for writability too.
+    watch_out: bool,
 }
 
 /// One simulated client: its plan, where it stands in it, and the socket
@@ -85,6 +125,29 @@ struct Sim {
     state: State,
     /// The `dhcp` scenario's exchange in progress.
     exchange: Option<Exchange>,
+    /// The HTTP connection, open from the first step over HTTP on.
+    http: Option<HttpLink>,
+}
+
+impl Sim {
+    /// The file of the current step.
+    fn file(&self) -> &str {
+        self.plan
+            .steps
+            .get(self.step)
+            .map_or("", |s| s.file.as_str())
+    }
+
+    /// When the timer of whatever the client is waiting for is due.
+    fn deadline(&self) -> Option<Instant> {
+        if let Some(exchange) = &self.exchange {
+            return exchange.deadline();
+        }
+        if let Some(transfer) = &self.transfer {
+            return transfer.deadline();
+        }
+        self.http.as_ref().and_then(|l| l.conn.deadline())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +187,7 @@ pub fn run(
             scheduled: None,
             state: State::Waiting,
             exchange: None,
+            http: None,
         })
         .collect();
     let dhcp = match &settings.dhcp {
@@ -340,7 +404,7 @@ impl Engine<'_> {
     fn run(&mut self) -> io::Result<()> {
         let limit = self.start + self.settings.limit;
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = vec![0u8; READ_BUF.max(MAX_DATAGRAM)];
         let mut next_progress = self.start + PROGRESS_EVERY;
         loop {
             let now = Instant::now();
@@ -375,6 +439,9 @@ impl Engine<'_> {
                 let key = event.u64;
                 if key & SHARED_KEY != 0 {
                     self.on_dhcp_readable((key & !SHARED_KEY) as usize, now, &mut buf);
+                } else if key & HTTP_KEY != 0 {
+                    let ready = event.events;
+                    self.on_http((key & !HTTP_KEY) as usize, ready, now, &mut buf);
                 } else {
                     self.on_readable(key as usize, now, &mut buf);
                 }
@@ -502,8 +569,18 @@ impl Engine<'_> {
         }
     }
 
-    /// Opens a fresh socket for the client's current step and sends the RRQ.
+    /// Starts the client's current step: over HTTP, or over TFTP from a
+    /// fresh socket.
     fn begin_step(&mut self, i: usize, now: Instant) {
+        let sim = &self.sims[i];
+        match sim.plan.steps[sim.step].protocol {
+            Protocol::Http => self.begin_http(i, now),
+            Protocol::Tftp => self.begin_tftp(i, now),
+        }
+    }
+
+    /// Opens a fresh socket for the client's current step and sends the RRQ.
+    fn begin_tftp(&mut self, i: usize, now: Instant) {
         let socket = match self.open_socket(self.sims[i].source) {
             Ok(s) => s,
             Err(e) => {
@@ -591,11 +668,7 @@ impl Engine<'_> {
     /// Makes sure the heap holds an entry at or before the client's deadline.
     fn arm(&mut self, i: usize) {
         let sim = &mut self.sims[i];
-        let deadline = match &sim.exchange {
-            Some(exchange) => exchange.deadline(),
-            None => sim.transfer.as_ref().and_then(Transfer::deadline),
-        };
-        let Some(deadline) = deadline else {
+        let Some(deadline) = sim.deadline() else {
             return;
         };
         // Deadlines mostly move later; only an earlier one needs an entry.
@@ -625,6 +698,13 @@ impl Engine<'_> {
                     self.finish_exchange(i, now);
                 } else {
                     self.arm(i);
+                }
+                continue;
+            }
+            if sim.transfer.is_none() {
+                if let Some(link) = &mut sim.http {
+                    link.conn.on_timeout(now);
+                    self.after_http(i, now);
                 }
                 continue;
             }
@@ -666,6 +746,13 @@ impl Engine<'_> {
                 return self.end_client(i, false);
             }
         };
+        self.advance(i, now, found);
+    }
+
+    /// Moves the client past a step that ended well (`found`: the file
+    /// was there): to its next step, the next pass, or the end.
+    fn advance(&mut self, i: usize, now: Instant, found: bool) {
+        let sim = &mut self.sims[i];
         match sim.plan.next_step(sim.step, found) {
             Some(next) => {
                 sim.step = next;
@@ -674,6 +761,9 @@ impl Engine<'_> {
             None => {
                 self.rec
                     .pass(now.saturating_duration_since(sim.pass_started));
+                if sim.plan.reconnect_each_pass {
+                    sim.http = None;
+                }
                 let again = self
                     .settings
                     .repeat_for
@@ -689,10 +779,149 @@ impl Engine<'_> {
         }
     }
 
+    /// Sends the GET of the client's current step, on its connection if
+    /// that can take another request, else on a new one.
+    fn begin_http(&mut self, i: usize, now: Instant) {
+        let settings = self.settings;
+        let Some(target) = &settings.http else {
+            self.rec.failure("local socket", || {
+                format!("client {i}: a step over HTTP, but no HTTP server")
+            });
+            return self.end_client(i, false);
+        };
+        let sim = &mut self.sims[i];
+        if !sim.http.as_ref().is_some_and(|l| l.conn.can_request()) {
+            // Dropping the old socket closes it and takes it out of epoll.
+            sim.http = None;
+            match open_http(target, sim.source, now, &self.epoll, i) {
+                Ok(link) => sim.http = Some(link),
+                Err(e) => {
+                    let source = sim.source;
+                    self.rec.failure("http connect", || {
+                        format!(
+                            "client {i}: cannot open a connection from {source} to {}: {e}",
+                            target.server
+                        )
+                    });
+                    return self.end_client(i, false);
+                }
+            }
+            self.rec.http_connection();
+        }
+        let (Some(link), Some(step)) = (&mut sim.http, sim.plan.steps.get(sim.step)) else {
+            return;
+        };
+        link.conn.get(&step.file, step.expect.content.clone(), now);
+        sim.transfer_started = now;
+        self.on_http(i, 0, now, &mut []);
+    }
+
+    /// Drives client `i`'s HTTP connection after epoll reported `ready`
+    /// (0: nothing, just send what is due): completes the connect, sends,
+    /// reads into `buf`, and acts on the outcome.
+    fn on_http(&mut self, i: usize, ready: u32, now: Instant, buf: &mut [u8]) {
+        let sim = &mut self.sims[i];
+        // A stale event (the link was replaced or closed) finds nothing.
+        let Some(link) = &mut sim.http else { return };
+        let (out, err, input) = (
+            ready & libc::EPOLLOUT as u32 != 0,
+            ready & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0,
+            ready & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 != 0,
+        );
+        if link.conn.is_connecting() && (out || err) {
+            match link.stream.take_error() {
+                Ok(Some(e)) | Err(e) => link.conn.connect_failed(&e.to_string()),
+                // Writable and with a peer: connected (a stale event for a
+                // newer socket still connecting has no peer yet).
+                Ok(None) if link.stream.peer_addr().is_ok() => link.conn.connected(now),
+                Ok(None) => {}
+            }
+        }
+        while !link.conn.is_connecting() && !link.conn.to_send().is_empty() {
+            match (&link.stream).write(link.conn.to_send()) {
+                Ok(n) if n > 0 => link.conn.sent(n, now),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    link.conn.closed(Some(&e));
+                    break;
+                }
+            }
+        }
+        if (input || err) && !link.conn.is_connecting() {
+            for _ in 0..HTTP_READS {
+                if link.conn.outcome().is_some() || link.conn.is_closed() {
+                    break;
+                }
+                match (&link.stream).read(buf) {
+                    Ok(0) => link.conn.closed(None),
+                    Ok(n) => {
+                        let body = link.conn.received(&buf[..n], now);
+                        self.rec.bytes(now, body);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => link.conn.closed(Some(&e)),
+                }
+            }
+        }
+        let want_out = link.conn.wants_write();
+        if want_out != link.watch_out && !link.conn.is_closed() {
+            match self.epoll.modify(
+                link.stream.as_raw_fd(),
+                HTTP_KEY | i as u64,
+                http_events(want_out),
+            ) {
+                Ok(()) => link.watch_out = want_out,
+                Err(e) => link.conn.closed(Some(&e)),
+            }
+        }
+        self.after_http(i, now);
+    }
+
+    /// Acts on the state of client `i`'s HTTP connection: records a
+    /// finished request and moves on, drops a dead idle connection, or
+    /// re-arms the stall timer.
+    fn after_http(&mut self, i: usize, now: Instant) {
+        let sim = &mut self.sims[i];
+        let Some(link) = &mut sim.http else { return };
+        let Some(outcome) = link.conn.take_outcome() else {
+            if link.conn.is_closed() {
+                // Closed (or out of step) with nothing asked: a later step
+                // opens a new connection. Level-triggered epoll would
+                // report the closed socket again and again.
+                sim.http = None;
+            } else {
+                self.arm(i);
+            }
+            return;
+        };
+        sim.scheduled = None;
+        let elapsed = now.saturating_duration_since(sim.transfer_started);
+        let unanswered = link.conn.unanswered();
+        if !link.conn.can_request() {
+            sim.http = None;
+        }
+        self.rec
+            .transfer_ended(outcome.is_ok(), elapsed, unanswered);
+        match outcome {
+            Ok(_) => self.advance(i, now, true),
+            Err(failure) => {
+                let file = sim.file().to_string();
+                self.rec.failure(failure.kind(), || {
+                    format!("client {i} `{file}` over HTTP: {failure}")
+                });
+                self.end_client(i, false);
+            }
+        }
+    }
+
     fn end_client(&mut self, i: usize, ok: bool) {
         let sim = &mut self.sims[i];
         sim.transfer = None;
         sim.socket = None;
+        sim.http = None;
         sim.scheduled = None;
         if let (Some(exchange), Some(d)) = (sim.exchange.take(), &mut self.dhcp) {
             d.xids.remove(&exchange.client().xid);
@@ -714,7 +943,7 @@ impl Engine<'_> {
                     let file = match &sim.exchange {
                         Some(x) if x.stage() == dhcp::Stage::Discover => "waiting for an OFFER",
                         Some(_) => "waiting for an ACK",
-                        None => sim.transfer.as_ref().map_or("", |t| t.file()),
+                        None => sim.file(),
                     }
                     .to_string();
                     let elapsed = now.saturating_duration_since(self.start);
@@ -731,7 +960,55 @@ impl Engine<'_> {
     }
 }
 
-/// An epoll instance, level-triggered, for readability only.
+/// The events an HTTP socket is watched for: always input (and hang-up),
+/// output while connecting or while the request is going out.
+fn http_events(out: bool) -> u32 {
+    let input = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+    if out {
+        input | libc::EPOLLOUT as u32
+    } else {
+        input
+    }
+}
+
+/// Opens client `index`'s non-blocking TCP connection to the HTTP server,
+/// from `source` (unless the wildcard), and registers it.
+fn open_http(
+    target: &HttpTarget,
+    source: IpAddr,
+    now: Instant,
+    epoll: &Epoll,
+    index: usize,
+) -> io::Result<HttpLink> {
+    let socket = Socket::new(
+        Domain::for_address(target.server),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(IpProtocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    if !source.is_unspecified() {
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(&target.server.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream: TcpStream = socket.into();
+    epoll.add_for(
+        stream.as_raw_fd(),
+        HTTP_KEY | index as u64,
+        http_events(true),
+    )?;
+    let host = target.server.to_string();
+    Ok(HttpLink {
+        stream,
+        conn: http::Connection::new(host, target.stall, target.answer_within, now),
+        watch_out: true,
+    })
+}
+
+/// An epoll instance, level-triggered.
 struct Epoll(OwnedFd);
 
 impl Epoll {
@@ -747,13 +1024,24 @@ impl Epoll {
     }
 
     fn add(&self, fd: RawFd, key: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: key,
-        };
+        self.control(libc::EPOLL_CTL_ADD, fd, key, libc::EPOLLIN as u32)
+    }
+
+    /// Registers `fd` for `events`.
+    fn add_for(&self, fd: RawFd, key: u64, events: u32) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_ADD, fd, key, events)
+    }
+
+    /// Changes the events `fd` is watched for.
+    fn modify(&self, fd: RawFd, key: u64, events: u32) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_MOD, fd, key, events)
+    }
+
+    fn control(&self, op: libc::c_int, fd: RawFd, key: u64, events: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: key };
         // SAFETY: both descriptors are open; the kernel reads `event` during
         // the call only.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut event) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())

@@ -1,12 +1,14 @@
 //! rackboot-load: simulated PXE clients against any TFTP server (or, with
-//! `--scenario dhcp`, any PXE proxyDHCP server), for benchmark runs and for
+//! `--scenario dhcp`, any PXE proxyDHCP server; with `--protocol http` or
+//! `--kernel-over http`, any HTTP server too), for benchmark runs and for
 //! checking a server before a rack boots from it.
 //!
-//! One thread drives thousands of clients over non-blocking UDP sockets
-//! (see `engine`); each client is a small sans-IO state machine (`client`
-//! for TFTP, `dhcp` for the proxyDHCP exchange) following a plan
-//! (`scenario`); `report` prints the summary and writes JSON and SVG. The
-//! exit code is 0 only if every client succeeded.
+//! One thread drives thousands of clients over non-blocking UDP and TCP
+//! sockets (see `engine`); each client is a small sans-IO state machine
+//! (`client` for TFTP, `http` for HTTP/1.1 on one kept-alive connection,
+//! `dhcp` for the proxyDHCP exchange) following a plan (`scenario`);
+//! `report` prints the summary and writes JSON and SVG. The exit code is 0
+//! only if every client succeeded.
 //!
 //! ```text
 //! rackboot-load --server 127.0.0.1:6969 --scenario pxelinux --clients 200 \
@@ -17,11 +19,19 @@
 //!     --clients 5000 --duration 10 --source-ips 127.0.0.2-127.0.0.254
 //! rackboot-load --server 127.0.0.1:6767 --pxe-port 4011 --scenario dhcp \
 //!     --clients 10000 --dhcp-arch 7 --concurrency 512 --json dhcp.json
+//! # HTTP: 64 clients, each GETting a kernel then an initrd on one connection
+//! rackboot-load --protocol http --http-server 127.0.0.1:8080 --clients 64 \
+//!     --file vmlinuz --file initrd.img --verify-dir /srv/tftp --json h1.json
+//! # a rack booting lpxelinux: modules and configuration over TFTP, then
+//! # the kernel and initrd over HTTP
+//! rackboot-load --server 127.0.0.1:6969 --scenario pxelinux --clients 1000 \
+//!     --kernel-over http --http-server 127.0.0.1:8080 --verify-dir /srv/tftp
 //! ```
 
 mod client;
 mod dhcp;
 mod engine;
+mod http;
 mod report;
 mod scenario;
 
@@ -34,7 +44,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use client::{Ask, Retry};
-use scenario::{LocalFiles, Params, Scenario};
+use scenario::{LocalFiles, Params, Protocol, Scenario};
 
 /// The block size pxelinux asks for.
 const PXELINUX_BLKSIZE: u16 = 1408;
@@ -45,13 +55,18 @@ const MAX_SOURCES: u32 = 65_536;
 #[command(
     name = "rackboot-load",
     version,
-    about = "Simulated PXE clients against a TFTP or proxyDHCP server: throughput, completion times, failures"
+    about = "Simulated PXE clients against a TFTP, HTTP or proxyDHCP server: throughput, completion times, failures"
 )]
 struct Cli {
     /// The TFTP server to load (for `--scenario dhcp`: the proxyDHCP
-    /// server's DHCP port, normally 67).
+    /// server's DHCP port, normally 67). Not needed when everything goes
+    /// over HTTP to --http-server.
     #[arg(long, value_name = "ADDR:PORT")]
-    server: SocketAddr,
+    server: Option<SocketAddr>,
+    /// The HTTP server for `--protocol http` and `--kernel-over http`
+    /// [default: --server's address, port 80].
+    #[arg(long, value_name = "ADDR:PORT")]
+    http_server: Option<SocketAddr>,
     /// Simulated clients in all.
     #[arg(long, default_value_t = 1, value_name = "N")]
     clients: usize,
@@ -61,9 +76,19 @@ struct Cli {
     /// What each client does.
     #[arg(long, value_enum, default_value_t = Scenario::File)]
     scenario: Scenario,
-    /// File for the `file` and `abandon` scenarios.
+    /// File for the `file` and `abandon` scenarios; repeat it for several
+    /// files, fetched in order in each pass (`file` only).
     #[arg(long, value_name = "NAME")]
-    file: Option<String>,
+    file: Vec<String>,
+    /// How the `file` scenario fetches its files: TFTP, or HTTP/1.1 GETs
+    /// on one kept-alive connection per client.
+    #[arg(long, value_enum, default_value_t = Protocol::Tftp)]
+    protocol: Protocol,
+    /// How the `pxelinux` scenario fetches the kernel and initrd (after
+    /// the modules and configuration over TFTP): `http` as lpxelinux.0
+    /// does with `http://` paths, on one connection per boot.
+    #[arg(long, value_enum, default_value_t = Protocol::Tftp, value_name = "PROTOCOL")]
+    kernel_over: Protocol,
     /// Block size to ask for; 0 asks for none [default: 1408 for pxelinux,
     /// none otherwise].
     #[arg(long, value_name = "BYTES")]
@@ -83,8 +108,9 @@ struct Cli {
     /// Skip the kernel and initrd in the pxelinux scenario.
     #[arg(long)]
     no_kernel: bool,
-    /// Local copy of the server's root: every block is compared with it.
-    /// Without it, only the length is checked against tsize.
+    /// Local copy of the server's root: every block (HTTP: every body
+    /// byte) is compared with it. Without it, only the length is checked
+    /// against tsize (HTTP: Content-Length).
     #[arg(long, value_name = "DIR")]
     verify_dir: Option<PathBuf>,
     /// Spread client starts evenly over this many seconds [default: 10 for
@@ -99,10 +125,13 @@ struct Cli {
     /// clients count as failed.
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     duration_limit: f64,
-    /// Client retry interval: silence after which the RRQ or last ACK is sent again.
+    /// Client retry interval: silence after which the RRQ or last ACK is
+    /// sent again. HTTP: a response that starts later is counted as
+    /// unanswered.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     timeout_ms: u64,
-    /// Retransmissions in a row before a transfer fails.
+    /// Retransmissions in a row before a transfer fails. HTTP: a request
+    /// fails after --timeout-ms x --retries without progress.
     #[arg(long, default_value_t = 5, value_name = "N")]
     retries: u32,
     /// Write the summary as JSON.
@@ -171,6 +200,15 @@ fn run(cli: &Cli) -> Result<bool, String> {
     if cli.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
+    let params = Params {
+        scenario: cli.scenario,
+        files: cli.file.clone(),
+        protocol: cli.protocol,
+        kernel: (!cli.no_kernel).then(|| cli.kernel.clone()),
+        initrd: (!cli.no_kernel).then(|| cli.initrd.clone()),
+        kernel_over: cli.kernel_over,
+    };
+    let (server, http_server) = servers(cli, &params)?;
     let pxelinux = cli.scenario == Scenario::Pxelinux;
     let ask = Ask {
         blksize: match cli.blksize {
@@ -187,11 +225,15 @@ fn run(cli: &Cli) -> Result<bool, String> {
         (None, Scenario::Abandon) => Duration::from_secs(10),
         (None, _) => Duration::ZERO,
     };
+    let retry = Retry {
+        interval: Duration::from_millis(cli.timeout_ms.max(1)),
+        max: cli.retries,
+    };
     let settings = engine::Settings {
-        server: cli.server,
+        server,
         concurrency: cli.concurrency.unwrap_or(cli.clients).max(1),
         sources: match &cli.source_ips {
-            Some(text) => parse_sources(text, cli.server)?,
+            Some(text) => parse_sources(text, server)?,
             None => Vec::new(),
         },
         spread,
@@ -201,16 +243,18 @@ fn run(cli: &Cli) -> Result<bool, String> {
             .transpose()?,
         limit: seconds("duration-limit", cli.duration_limit)?,
         ask,
-        retry: Retry {
-            interval: Duration::from_millis(cli.timeout_ms.max(1)),
-            max: cli.retries,
-        },
+        retry,
         progress: cli.progress,
         dhcp: if cli.scenario == Scenario::Dhcp {
-            Some(dhcp_setup(cli)?)
+            Some(dhcp_setup(cli, server)?)
         } else {
             None
         },
+        http: http_server.map(|server| engine::HttpTarget {
+            server,
+            stall: retry.interval.saturating_mul(retry.max.max(1)),
+            answer_within: retry.interval,
+        }),
     };
     if settings.dhcp.is_some() && cli.clients > engine::MAX_DHCP_CLIENTS {
         return Err(format!(
@@ -219,12 +263,6 @@ fn run(cli: &Cli) -> Result<bool, String> {
             engine::MAX_DHCP_CLIENTS
         ));
     }
-    let params = Params {
-        scenario: cli.scenario,
-        file: cli.file.clone(),
-        kernel: (!cli.no_kernel).then(|| cli.kernel.clone()),
-        initrd: (!cli.no_kernel).then(|| cli.initrd.clone()),
-    };
     let mut local = LocalFiles::new(cli.verify_dir.clone());
     let plans = (0..cli.clients)
         .map(|i| scenario::plan(&params, &mut local, i))
@@ -236,6 +274,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let start = Instant::now();
     let mut rec = if settings.dhcp.is_some() {
         report::Recorder::for_dhcp(start)
+    } else if http_server.is_some() {
+        report::Recorder::new(start).with_http()
     } else {
         report::Recorder::new(start)
     };
@@ -246,9 +286,10 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let scenario = format!("{:?}", cli.scenario).to_lowercase();
     let info = report::RunInfo {
         scenario: scenario.clone(),
-        server: cli.server.to_string(),
+        server: server.to_string(),
         clients: cli.clients,
         concurrency: settings.concurrency,
+        http_server: http_server.map(|a| a.to_string()),
     };
     let summary = rec.summary(info, elapsed, cpu);
     print!("{}", summary.text());
@@ -259,7 +300,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
     if let Some(path) = &cli.svg {
         let title = format!(
             "rackboot-load {scenario}: {} clients against {}",
-            cli.clients, cli.server
+            cli.clients,
+            summary.against()
         );
         std::fs::write(path, rec.svg(&title))
             .map_err(|e| format!("--svg {}: {e}", path.display()))?;
@@ -267,11 +309,55 @@ fn run(cli: &Cli) -> Result<bool, String> {
     Ok(summary.failed == 0 && summary.ok == cli.clients as u64)
 }
 
+/// The server (TFTP or DHCP; for a run all over HTTP, the HTTP server)
+/// and the HTTP server, if any step goes over HTTP.
+fn servers(cli: &Cli, params: &Params) -> Result<(SocketAddr, Option<SocketAddr>), String> {
+    match (cli.protocol, cli.scenario) {
+        (Protocol::Http, Scenario::Pxelinux) => {
+            return Err("--protocol http: pxelinux loads its modules over TFTP; \
+                        use --kernel-over http for the kernel and initrd"
+                .into());
+        }
+        (Protocol::Http, Scenario::Abandon | Scenario::Dhcp) => {
+            return Err("--protocol http: only for --scenario file".into());
+        }
+        _ => {}
+    }
+    if cli.kernel_over == Protocol::Http {
+        if cli.scenario != Scenario::Pxelinux {
+            return Err("--kernel-over http: only for --scenario pxelinux".into());
+        }
+        if cli.no_kernel {
+            return Err("--kernel-over http with --no-kernel: nothing goes over HTTP".into());
+        }
+    }
+    let http = match (params.uses_http(), cli.http_server, cli.server) {
+        (false, Some(_), _) => {
+            return Err("--http-server: nothing goes over HTTP; \
+                        add --protocol http or --kernel-over http"
+                .into());
+        }
+        (false, None, _) => None,
+        (true, Some(http), _) => Some(http),
+        (true, None, Some(server)) => Some(SocketAddr::new(server.ip(), 80)),
+        (true, None, None) => {
+            return Err(
+                "HTTP needs --http-server ADDR:PORT (or --server: its address, port 80)".into(),
+            );
+        }
+    };
+    match (cli.server, http) {
+        (Some(server), _) => Ok((server, http)),
+        (None, Some(http)) if !params.uses_tftp() => Ok((http, Some(http))),
+        (None, _) => Err("--server ADDR:PORT is needed".into()),
+    }
+}
+
 /// The `dhcp` scenario's addresses: where DISCOVERs and REQUESTs go, how
 /// OFFERs come back, and the ciaddr that brings each client its ACK.
-fn dhcp_setup(cli: &Cli) -> Result<dhcp::Setup, String> {
-    let SocketAddr::V4(server) = cli.server else {
-        return Err(format!("--server {}: DHCP is IPv4 only", cli.server));
+fn dhcp_setup(cli: &Cli, server: SocketAddr) -> Result<dhcp::Setup, String> {
+    let SocketAddr::V4(server) = server else {
+        return Err(format!("--server {server}: DHCP is IPv4 only"));
     };
     let loopback = server.ip().is_loopback();
     // This host's address toward the server (no packet is sent).
@@ -354,7 +440,8 @@ fn parse_sources(text: &str, server: SocketAddr) -> Result<Vec<IpAddr>, String> 
     Ok(out)
 }
 
-/// Each running transfer holds a socket: allow as many as the hard limit.
+/// Each running transfer and HTTP connection holds a socket: allow as
+/// many as the hard limit.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -448,14 +535,17 @@ mod tests {
         };
         let cli = dhcp(&["--dhcp-arch", "16", "--pxe-port", "14011"]).unwrap();
         assert_eq!((cli.dhcp_arch, cli.pxe_port), (16, 14011));
-        let setup = dhcp_setup(&cli).unwrap();
+        let setup = dhcp_setup(&cli, cli.server.unwrap()).unwrap();
         assert_eq!(setup.pxe, "127.0.0.1:14011".parse().unwrap());
         assert_eq!(setup.offers, dhcp::Offers::Relay(None));
         assert_eq!(setup.ciaddr, dhcp::Ciaddr::PerClientLoopback);
         assert!(dhcp(&["--dhcp-arch", "8"]).is_err());
         assert!(dhcp(&["--dhcp-broadcast", "--dhcp-relay", "127.0.0.9"]).is_err());
         let cli = dhcp(&["--dhcp-broadcast"]).unwrap();
-        assert_eq!(dhcp_setup(&cli).unwrap().offers, dhcp::Offers::Broadcast);
+        assert_eq!(
+            dhcp_setup(&cli, cli.server.unwrap()).unwrap().offers,
+            dhcp::Offers::Broadcast
+        );
         assert!(
             Cli::try_parse_from([
                 "rackboot-load",
@@ -466,5 +556,117 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn http_servers() {
+        let servers_of = |args: &[&str]| {
+            let mut all = vec!["rackboot-load"];
+            all.extend_from_slice(args);
+            let cli = Cli::try_parse_from(all).map_err(|e| e.to_string())?;
+            let params = Params {
+                scenario: cli.scenario,
+                files: cli.file.clone(),
+                protocol: cli.protocol,
+                kernel: (!cli.no_kernel).then(|| cli.kernel.clone()),
+                initrd: (!cli.no_kernel).then(|| cli.initrd.clone()),
+                kernel_over: cli.kernel_over,
+            };
+            servers(&cli, &params)
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // All over HTTP: no --server needed.
+        let h1 = [
+            "--protocol",
+            "http",
+            "--http-server",
+            "127.0.0.1:8080",
+            "--file",
+            "vmlinuz",
+            "--file",
+            "initrd.img",
+        ];
+        assert_eq!(
+            servers_of(&h1),
+            Ok((addr("127.0.0.1:8080"), Some(addr("127.0.0.1:8080"))))
+        );
+        // The HTTP server defaults to --server's address, port 80.
+        assert_eq!(
+            servers_of(&[
+                "--server",
+                "10.1.2.3:69",
+                "--protocol",
+                "http",
+                "--file",
+                "f"
+            ]),
+            Ok((addr("10.1.2.3:69"), Some(addr("10.1.2.3:80"))))
+        );
+        let s6 = [
+            "--server",
+            "127.0.0.1:6969",
+            "--scenario",
+            "pxelinux",
+            "--kernel-over",
+            "http",
+            "--http-server",
+            "127.0.0.1:8080",
+        ];
+        assert_eq!(
+            servers_of(&s6),
+            Ok((addr("127.0.0.1:6969"), Some(addr("127.0.0.1:8080"))))
+        );
+        // TFTP only: no HTTP server, and --server is needed.
+        assert_eq!(
+            servers_of(&["--server", "127.0.0.1:69", "--file", "f"]),
+            Ok((addr("127.0.0.1:69"), None))
+        );
+        for bad in [
+            &["--file", "f"][..],
+            &["--protocol", "http", "--file", "f"],
+            &[
+                "--scenario",
+                "pxelinux",
+                "--kernel-over",
+                "http",
+                "--http-server",
+                "127.0.0.1:80",
+            ],
+            &[
+                "--server",
+                "127.0.0.1:69",
+                "--scenario",
+                "pxelinux",
+                "--protocol",
+                "http",
+            ],
+            &[
+                "--server",
+                "127.0.0.1:69",
+                "--kernel-over",
+                "http",
+                "--file",
+                "f",
+            ],
+            &[
+                "--server",
+                "127.0.0.1:69",
+                "--http-server",
+                "127.0.0.1:80",
+                "--file",
+                "f",
+            ],
+            &[
+                "--server",
+                "127.0.0.1:69",
+                "--scenario",
+                "pxelinux",
+                "--kernel-over",
+                "http",
+                "--no-kernel",
+            ],
+        ] {
+            assert!(servers_of(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! What a run measured, and the three ways it is shown: a human summary,
 //! JSON (`--json`) and an SVG picture (`--svg`) of throughput over time and
-//! of the completion-time distribution. For the `dhcp` scenario the
-//! throughput is ACKs per second and a pass is one DISCOVER-to-ACK
-//! exchange.
+//! of the completion-time distribution. TFTP and HTTP transfers count
+//! alike (payload or body bytes, per transfer and per pass). For the `dhcp`
+//! scenario the throughput is ACKs per second and a pass is one
+//! DISCOVER-to-ACK exchange.
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +49,8 @@ pub struct Recorder {
     acks: u64,
     /// ACKs per boot file named.
     boot_files: BTreeMap<String, u64>,
+    /// TCP connections opened for HTTP; `None` when nothing goes over HTTP.
+    http_connections: Option<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -77,7 +80,21 @@ impl Recorder {
             offers: 0,
             acks: 0,
             boot_files: BTreeMap::new(),
+            http_connections: None,
         }
+    }
+
+    /// Counts HTTP connections too (the JSON gains `http_connections`).
+    pub fn with_http(self) -> Recorder {
+        Recorder {
+            http_connections: Some(0),
+            ..self
+        }
+    }
+
+    /// A TCP connection was opened for HTTP.
+    pub fn http_connection(&mut self) {
+        *self.http_connections.get_or_insert(0) += 1;
     }
 
     /// A recorder for the `dhcp` scenario.
@@ -130,15 +147,29 @@ impl Recorder {
 
     /// A finished transfer (failures are also reported with `failure`).
     pub fn transfer(&mut self, outcome: &Outcome, elapsed: Duration, unanswered: bool) {
-        self.unanswered += u64::from(unanswered);
         match outcome {
             Outcome::Complete { .. } | Outcome::Accepted => {
-                self.transfers += 1;
-                self.transfer_us
-                    .saturating_record(elapsed.as_micros().max(1) as u64);
+                self.transfer_ended(true, elapsed, unanswered)
             }
-            Outcome::Missing => self.expected_misses += 1,
-            Outcome::Failed(_) => self.failed_transfers += 1,
+            Outcome::Missing => {
+                self.unanswered += u64::from(unanswered);
+                self.expected_misses += 1;
+            }
+            Outcome::Failed(_) => self.transfer_ended(false, elapsed, unanswered),
+        }
+    }
+
+    /// A transfer that succeeded or failed (failures are also reported
+    /// with `failure`): a TFTP download, or an HTTP request, timed from the
+    /// request (or the connect before it) to the last body byte.
+    pub fn transfer_ended(&mut self, ok: bool, elapsed: Duration, unanswered: bool) {
+        self.unanswered += u64::from(unanswered);
+        if ok {
+            self.transfers += 1;
+            self.transfer_us
+                .saturating_record(elapsed.as_micros().max(1) as u64);
+        } else {
+            self.failed_transfers += 1;
         }
     }
 
@@ -237,6 +268,8 @@ impl Recorder {
             offers_per_s: self.dhcp.then(|| self.offers as f64 / seconds),
             acks_per_s: self.dhcp.then(|| self.acks as f64 / seconds),
             boot_files: self.dhcp.then(|| self.boot_files.clone()),
+            http_server: run.http_server,
+            http_connections: self.http_connections,
         }
     }
 
@@ -457,6 +490,8 @@ pub struct RunInfo {
     pub server: String,
     pub clients: usize,
     pub concurrency: usize,
+    /// Where HTTP requests went, if any did.
+    pub http_server: Option<String>,
 }
 
 /// The JSON document (`--json`); the human summary shows the same.
@@ -511,11 +546,26 @@ pub struct Summary {
     /// `dhcp` only: how many ACKs named each boot file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_files: Option<BTreeMap<String, u64>>,
+    /// HTTP runs only: the HTTP server, and the TCP connections opened to
+    /// it (one per client when every connection was kept alive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_connections: Option<u64>,
 }
 
 impl Summary {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a summary always serializes")
+    }
+
+    /// The servers loaded, for titles: `ADDR`, `http://ADDR`, or both.
+    pub fn against(&self) -> String {
+        match &self.http_server {
+            Some(http) if *http == self.server => format!("http://{http}"),
+            Some(http) => format!("{} and http://{http}", self.server),
+            None => self.server.clone(),
+        }
     }
 
     /// The human summary.
@@ -524,7 +574,10 @@ impl Summary {
         let _ = writeln!(
             s,
             "rackboot-load: {} against {}: {} clients ({} at a time)",
-            self.scenario, self.server, self.clients, self.concurrency
+            self.scenario,
+            self.against(),
+            self.clients,
+            self.concurrency
         );
         let _ = writeln!(
             s,
@@ -579,6 +632,9 @@ impl Summary {
                 "             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (per transfer)",
                 self.transfer_p50_ms, self.transfer_p99_ms, self.transfer_max_ms
             );
+            if let (Some(server), Some(n)) = (&self.http_server, self.http_connections) {
+                let _ = writeln!(s, "  http       {n} connections to {server}");
+            }
         }
         let _ = writeln!(
             s,
@@ -630,6 +686,7 @@ mod tests {
                 server: "127.0.0.1:69".into(),
                 clients: 1,
                 concurrency: 1,
+                http_server: None,
             },
             0.5,
             0.01,
@@ -671,6 +728,52 @@ mod tests {
         assert!(svg.contains("test &lt;run&gt;"));
         assert_eq!(svg.matches("<path").count(), 2);
         assert!(json.get("acks").is_none(), "DHCP keys only for dhcp runs");
+        assert!(
+            json.get("http_connections").is_none(),
+            "HTTP keys only for HTTP runs"
+        );
+    }
+
+    #[test]
+    fn http_summary() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start).with_http();
+        r.http_connection();
+        r.bytes(start + Duration::from_millis(10), 3 << 20);
+        r.transfer_ended(true, Duration::from_millis(20), false);
+        r.transfer_ended(false, Duration::from_millis(5), true);
+        r.failure("http short body", || "client 0 `initrd.img`: cut".into());
+        r.client_done(false);
+        let s = r.summary(
+            RunInfo {
+                scenario: "file".into(),
+                server: "127.0.0.1:8080".into(),
+                clients: 1,
+                concurrency: 1,
+                http_server: Some("127.0.0.1:8080".into()),
+            },
+            1.0,
+            0.01,
+        );
+        assert_eq!(
+            (
+                s.transfers,
+                s.failed_transfers,
+                s.unanswered_requests,
+                s.bytes
+            ),
+            (1, 1, 1, 3 << 20)
+        );
+        assert_eq!(s.http_connections, Some(1));
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["http_connections"], 1);
+        assert_eq!(json["http_server"], "127.0.0.1:8080");
+        assert_eq!(json["failures"]["http short body"], 1);
+        assert!(s.text().contains("1 connections to 127.0.0.1:8080"));
+        assert!(
+            s.text()
+                .starts_with("rackboot-load: file against http://127.0.0.1:8080: ")
+        );
     }
 
     #[test]
@@ -692,6 +795,7 @@ mod tests {
                 server: "127.0.0.1:67".into(),
                 clients: 3,
                 concurrency: 3,
+                http_server: None,
             },
             0.5,
             0.01,

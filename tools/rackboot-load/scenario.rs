@@ -1,7 +1,8 @@
 //! What each simulated client asks for: a plan of requests, built before the
 //! run so the engine only follows it.
 //!
-//! - `file`: one download of `--file`.
+//! - `file`: one download of each `--file`, in order, over TFTP or (with
+//!   `--protocol http`) over HTTP.
 //! - `pxelinux`: a whole pxelinux boot as syslinux's `pxelinux.0` performs
 //!   it: `pxelinux.0`, `ldlinux.c32`, then the configuration search
 //!   (`pxelinux.cfg/<UUID>`, `pxelinux.cfg/01-<MAC>`, the client's IPv4
@@ -9,6 +10,9 @@
 //!   `pxelinux.cfg/default`), `menu.c32`, and optionally a kernel and an
 //!   initrd. The first configuration candidate that exists ends the search,
 //!   as in pxelinux; the misses before it are expected ERROR 1 answers.
+//!   With `--kernel-over http` the kernel and initrd come over HTTP, as
+//!   lpxelinux.0 fetches `http://` paths, and each pass (one boot) opens a
+//!   fresh connection.
 //! - `abandon`: one RRQ for `--file` that is never ACKed.
 //! - `dhcp`: no TFTP at all: the engine plays the proxyDHCP exchange of
 //!   `dhcp.rs` instead, so the plan is empty.
@@ -21,6 +25,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::client::{Expect, Role, SEND_BUF};
+use crate::http::MAX_PATH;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -34,6 +39,15 @@ pub enum Scenario {
     /// Every client plays the PXE proxyDHCP exchange against --server (the
     /// DHCP port): DISCOVER, OFFER, REQUEST to --pxe-port, ACK.
     Dhcp,
+}
+
+/// How a file is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// TFTP, from a fresh port per file.
+    Tftp,
+    /// HTTP/1.1 GET, on one kept-alive connection per client.
+    Http,
 }
 
 /// Where a request stands in the pxelinux configuration search.
@@ -52,6 +66,7 @@ pub struct Step {
     pub file: String,
     pub kind: StepKind,
     pub expect: Expect,
+    pub protocol: Protocol,
 }
 
 /// One client's requests, in order.
@@ -59,6 +74,9 @@ pub struct Step {
 pub struct Plan {
     pub role: Role,
     pub steps: Vec<Step>,
+    /// Each pass is a new boot: close the HTTP connection at its end
+    /// (else it is kept for the next pass).
+    pub reconnect_each_pass: bool,
 }
 
 impl Plan {
@@ -87,10 +105,35 @@ impl Plan {
 #[derive(Debug, Clone)]
 pub struct Params {
     pub scenario: Scenario,
-    pub file: Option<String>,
+    /// The `file` scenario's files (`abandon`: exactly one).
+    pub files: Vec<String>,
+    /// How the `file` scenario fetches them.
+    pub protocol: Protocol,
     /// Kernel and initrd for `pxelinux`; `None` skips them.
     pub kernel: Option<String>,
     pub initrd: Option<String>,
+    /// How `pxelinux` fetches the kernel and initrd.
+    pub kernel_over: Protocol,
+}
+
+impl Params {
+    /// Whether any plan fetches something over HTTP.
+    pub fn uses_http(&self) -> bool {
+        match self.scenario {
+            Scenario::File => self.protocol == Protocol::Http,
+            Scenario::Pxelinux => self.kernel_over == Protocol::Http && self.kernel.is_some(),
+            Scenario::Abandon | Scenario::Dhcp => false,
+        }
+    }
+
+    /// Whether any plan fetches something over TFTP.
+    pub fn uses_tftp(&self) -> bool {
+        match self.scenario {
+            Scenario::File => self.protocol == Protocol::Tftp,
+            Scenario::Pxelinux | Scenario::Abandon => true,
+            Scenario::Dhcp => false,
+        }
+    }
 }
 
 /// Local copies of served files (`--verify-dir`), each mapped once and
@@ -206,44 +249,62 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// Client `index`'s plan.
 pub fn plan(params: &Params, local: &mut LocalFiles, index: usize) -> Result<Plan, String> {
     let mut steps = Vec::new();
-    let mut push = |file: String, kind: StepKind| -> Result<(), String> {
+    let mut push = |file: String, kind: StepKind, protocol: Protocol| -> Result<(), String> {
         // An RRQ must fit the send buffer: name, mode and three options.
-        if file.is_empty() || file.len() > SEND_BUF - 96 {
+        let longest = match protocol {
+            Protocol::Tftp => SEND_BUF - 96,
+            Protocol::Http => MAX_PATH,
+        };
+        if file.is_empty() || file.len() > longest {
             return Err(format!("file name `{file}` is empty or too long"));
         }
         let expect = local.expect(&file, kind)?;
-        steps.push(Step { file, kind, expect });
+        steps.push(Step {
+            file,
+            kind,
+            expect,
+            protocol,
+        });
         Ok(())
     };
+    let tftp = Protocol::Tftp;
     let role = match params.scenario {
-        Scenario::File | Scenario::Abandon => {
-            let file = params
-                .file
-                .clone()
-                .ok_or("this scenario needs --file NAME")?;
-            push(file, StepKind::Fetch)?;
-            if params.scenario == Scenario::Abandon {
-                Role::Abandon
-            } else {
-                Role::Download
+        Scenario::File => {
+            if params.files.is_empty() {
+                return Err("the file scenario needs --file NAME".into());
             }
+            for file in &params.files {
+                push(file.clone(), StepKind::Fetch, params.protocol)?;
+            }
+            Role::Download
+        }
+        Scenario::Abandon => {
+            let [file] = &params.files[..] else {
+                return Err("the abandon scenario needs one --file NAME".into());
+            };
+            push(file.clone(), StepKind::Fetch, tftp)?;
+            Role::Abandon
         }
         Scenario::Pxelinux => {
-            push("pxelinux.0".into(), StepKind::Fetch)?;
-            push("ldlinux.c32".into(), StepKind::Fetch)?;
+            push("pxelinux.0".into(), StepKind::Fetch, tftp)?;
+            push("ldlinux.c32".into(), StepKind::Fetch, tftp)?;
             for name in Identity::of(index).config_candidates() {
-                push(name, StepKind::Candidate)?;
+                push(name, StepKind::Candidate, tftp)?;
             }
-            push("pxelinux.cfg/default".into(), StepKind::LastCandidate)?;
-            push("menu.c32".into(), StepKind::Fetch)?;
+            push("pxelinux.cfg/default".into(), StepKind::LastCandidate, tftp)?;
+            push("menu.c32".into(), StepKind::Fetch, tftp)?;
             for file in [&params.kernel, &params.initrd].into_iter().flatten() {
-                push(file.clone(), StepKind::Fetch)?;
+                push(file.clone(), StepKind::Fetch, params.kernel_over)?;
             }
             Role::Download
         }
         Scenario::Dhcp => Role::Download,
     };
-    Ok(Plan { role, steps })
+    Ok(Plan {
+        role,
+        steps,
+        reconnect_each_pass: params.scenario == Scenario::Pxelinux,
+    })
 }
 
 #[cfg(test)]
@@ -253,9 +314,11 @@ mod tests {
     fn params(scenario: Scenario) -> Params {
         Params {
             scenario,
-            file: Some("f".into()),
+            files: vec!["f".into()],
+            protocol: Protocol::Tftp,
             kernel: Some("vmlinuz".into()),
             initrd: None,
+            kernel_over: Protocol::Tftp,
         }
     }
 
@@ -302,6 +365,48 @@ mod tests {
     }
 
     #[test]
+    fn files_in_order_and_the_kernel_over_http() {
+        let mut p = params(Scenario::File);
+        p.files = vec!["vmlinuz".into(), "initrd.img".into()];
+        p.protocol = Protocol::Http;
+        let plan = plan(&p, &mut LocalFiles::new(None), 0).unwrap();
+        let steps: Vec<(&str, Protocol)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.file.as_str(), s.protocol))
+            .collect();
+        assert_eq!(
+            steps,
+            [("vmlinuz", Protocol::Http), ("initrd.img", Protocol::Http)]
+        );
+        assert!(!plan.reconnect_each_pass && p.uses_http() && !p.uses_tftp());
+        assert_eq!(plan.next_step(0, true), Some(1));
+        assert_eq!(plan.next_step(1, true), None);
+
+        let mut p = params(Scenario::Pxelinux);
+        p.initrd = Some("initrd.img".into());
+        p.kernel_over = Protocol::Http;
+        let plan = super::plan(&p, &mut LocalFiles::new(None), 0).unwrap();
+        let over_http: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| s.protocol == Protocol::Http)
+            .map(|s| s.file.as_str())
+            .collect();
+        assert_eq!(over_http, ["vmlinuz", "initrd.img"]);
+        assert_eq!(plan.steps[13].file, "menu.c32");
+        assert_eq!(plan.steps[13].protocol, Protocol::Tftp);
+        assert!(plan.reconnect_each_pass && p.uses_http() && p.uses_tftp());
+        p.kernel = None;
+        p.initrd = None;
+        assert!(!p.uses_http(), "--no-kernel leaves nothing for HTTP");
+
+        let mut p = params(Scenario::Abandon);
+        p.files.push("g".into());
+        assert!(super::plan(&p, &mut LocalFiles::new(None), 0).is_err());
+    }
+
+    #[test]
     fn verify_dir_must_hold_the_needed_files() {
         let dir =
             std::env::temp_dir().join(format!("rackboot-load-scenario-{}", std::process::id()));
@@ -310,7 +415,7 @@ mod tests {
         let mut p = params(Scenario::File);
         let plan = plan(&p, &mut LocalFiles::new(Some(dir.clone())), 0).unwrap();
         assert_eq!(plan.steps[0].expect.content.as_deref(), Some(&b"abc"[..]));
-        p.file = Some("missing".into());
+        p.files = vec!["missing".into()];
         assert!(
             super::plan(&p, &mut LocalFiles::new(Some(dir.clone())), 0)
                 .unwrap_err()
