@@ -39,6 +39,25 @@ tftpd-hpa and atftpd have no DHCP and are skipped.
   rejects as ack-yiaddr-nonzero: its clients count as failed, yet answered),
   p50/p99 (valid ACKs only), server CPU-us per client.
 
+HTTP (H1, H2, S6): rackboot (--http-listen, one shard) against nginx
+(Debian's nginx-light, one worker, `sendfile on; tcp_nopush on;
+sendfile_max_chunk 1m;`, its access log on like rackboot's log line),
+both on 127.0.0.1:8080, pinned and measured like the TFTP servers.
+
+- H1: 64 clients, each one kept-alive connection fetching a 32 MiB kernel
+  then a 128 MiB initrd (rackboot-load --protocol http, every byte
+  verified); H2: 1,000 clients x 4 MiB, all at once. GiB/s, requests/s,
+  server CPU-s/GiB, the load's own CPU-s/GiB (which side bounds the
+  throughput), p99 per client, peak memory.
+- H1w, H2w: the same files under wrk (a second, independent client: one
+  thread, 64 or 1,000 connections, --http-seconds each, looping on the
+  file; bodies not verified).
+- S6, the rack boot: 1,000 pxelinux clients (S5's plan: pxelinux.0,
+  ldlinux.c32, the config search, menu.c32 over TFTP) fetching the 2 MiB
+  kernel and 4 MiB initrd over HTTP from rackboot, against the same plan
+  over TFTP only from rackboot and from dnsmasq. Wall time until the last
+  client booted, failures, server CPU.
+
 A veth delivers each datagram in the sender's softirq, on the sender's CPU
 and (without IRQ time accounting) mostly on the sender's bill: the server's
 CPU includes the kernel's delivery of its replies into the client
@@ -47,9 +66,10 @@ namespace, the load's CPU that of the requests into the server's socket.
     sudo python3 tools/bench.py                 # all scenarios, 3 runs
     sudo python3 tools/bench.py --scenarios S1,S3 --runs 1 --servers rackboot,dnsmasq
     sudo python3 tools/bench.py --scenarios D1,D2 --runs 1 --servers rackboot,dnsmasq,floor
+    sudo python3 tools/bench.py --scenarios H1,H2,H1w,H2w,S6 --servers rackboot,nginx,dnsmasq
 
 Needs root (port 69, namespaces, cgroups), the Debian packages dnsmasq and
-tftpd-hpa, perfdhcp (kea-admin) for D1, and atftpd's binary, which is
+tftpd-hpa, perfdhcp (kea-admin) for D1, nginx-light and wrk for H*, and atftpd's binary, which is
 unpacked from its package (it conflicts with tftpd-hpa's) into the work
 directory. Results also go to --out (JSON).
 """
@@ -91,6 +111,57 @@ SCENARIOS = {
             "--initrd", "initrd.img"]),
 }
 
+# HTTP scenarios: rackboot-load (H1, H2, S6) or wrk (H1w, H2w) against
+# rackboot and nginx (S6: rackboot and dnsmasq, TFTP then HTTP or TFTP only).
+HTTP_PORT = 8080
+HTTP_SCENARIOS = {
+    "H1": ("64 x (32 MiB kernel + 128 MiB initrd), one kept-alive connection each",
+           ["--protocol", "http", "--file", "k32m", "--file", "i128m", "--clients", "64", "--concurrency", "64"]),
+    "H2": ("1000 x 4 MiB, all at once",
+           ["--protocol", "http", "--file", "f4m", "--clients", "1000", "--concurrency", "1000"]),
+    "H1w": ("wrk, 64 connections looping on the 128 MiB initrd", ["-c", "64", "i128m"]),
+    "H2w": ("wrk, 1000 connections looping on 4 MiB", ["-c", "1000", "f4m"]),
+    "S6": ("1000 pxelinux boots: modules over TFTP, then kernel (2 MiB) + initrd (4 MiB) over HTTP or TFTP",
+           ["--scenario", "pxelinux", "--clients", "1000", "--concurrency", "1000", "--kernel", "vmlinuz",
+            "--initrd", "initrd.img"]),
+}
+HTTP_SERVERS = ("rackboot", "rackboot-epoll", "nginx", "dnsmasq")
+# HR: what a client gets when the file is rewritten in place during its
+# download (no truncation: `dd conv=notrunc`, `rsync --inplace`).
+HTTP_SCENARIOS["HR"] = ("a 48 MiB file rewritten in place while curl downloads it at 4 MiB/s", [])
+REWRITE_FILE, REWRITE_SIZE = "rw48m", 48 * MIB
+NGINX_CONF = """# bench.py H*: one worker, the settings operators use for boot files
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 20000; }}
+http {{
+    access_log {work}/nginx-access.log;
+    sendfile on;
+    tcp_nopush on;
+    sendfile_max_chunk 1m;
+    keepalive_requests 1000000;
+    keepalive_timeout 60;
+    default_type application/octet-stream;
+    client_body_temp_path {work}/nginx-tmp;
+    server {{
+        listen {host}:{port} backlog=4096;
+        root {root};
+    }}
+}}
+"""
+# wrk's summary as one parseable line.
+WRK_REPORT = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("wrk-report bytes=%d requests=%d us=%d p99_us=%d errors=%d\n",
+    summary.bytes, summary.requests, summary.duration, latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
 # tftp-floor knows lock-step with blksize only, and 16-bit block numbers.
 FLOOR_SCENARIOS = ("S1", "S2")
 
@@ -123,6 +194,9 @@ FILES = {
     "initrd.img": 4 * MIB + 5,
     "f32m": 32 * MIB,
     "f1g": GIB,
+    "k32m": 32 * MIB + 111,
+    "i128m": 128 * MIB + 222,
+    "f4m": 4 * MIB,
 }
 
 
@@ -315,11 +389,21 @@ class ServerProcess:
 
     def __exit__(self, *exc):
         self.stop.set()
-        for pid in self.cg.pids():  # only what this run started: the cgroup's members
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        # Only what this run started: the wrapper and the cgroup's members
+        # (again until none is left: a server may fork while dying, and the
+        # wrapper may not have joined the cgroup yet when a start fails).
+        for _ in range(100):
+            pids = set(self.cg.pids())
+            if self.proc.poll() is None:
+                pids.add(self.proc.pid)
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
         self.proc.wait(timeout=10)
         self.sampler.join()
         self.log.close()
@@ -560,6 +644,132 @@ def run_d2(server: str, root: Path, work: Path, net: Netns, load_bin: Path, clie
     }
 
 
+def http_server_command(name: str, root: Path, work: Path) -> list[str]:
+    """H*: rackboot (TFTP on :69 too, for S6) or nginx on HOST:HTTP_PORT;
+    S6's TFTP-only peer is dnsmasq's TFTP server."""
+    if name == "rackboot-tftp":
+        return server_command("rackboot", root, work)
+    if name in ("rackboot", "rackboot-epoll"):
+        io = ["--io", "epoll"] if name == "rackboot-epoll" else []
+        return [*server_command("rackboot", root, work), "--http-listen", f"{HOST}:{HTTP_PORT}",
+                "--max-http-connections", "20000", *io]
+    if name == "nginx":
+        conf = work / "nginx.conf"
+        (work / "nginx-tmp").mkdir(exist_ok=True)
+        conf.write_text(NGINX_CONF.format(work=work, host=HOST, port=HTTP_PORT, root=root))
+        return ["nginx", "-c", str(conf), "-e", str(work / "nginx-error.log")]
+    if name == "dnsmasq":
+        return server_command("dnsmasq", root, work)
+    raise ValueError(name)
+
+
+def wait_http_ready(timeout: float = 10.0) -> None:
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((HOST, HTTP_PORT), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {HOST}:{HTTP_PORT} after {timeout:.0f} s")
+
+
+def run_http(server: str, scenario: str, root: Path, work: Path, load_bin: Path, wrk_seconds: float) -> dict:
+    """One H*/S6 run: the server pinned to CPU 0, rackboot-load or wrk on
+    CPU 1; CPU and memory from the server's cgroups."""
+    cmd = http_server_command(server, root, work)
+    label = f"{server}-{scenario}"
+    with ServerProcess(label, cmd, work / f"{label}.log") as srv:
+        if scenario == "S6":
+            wait_ready()
+        if server not in ("dnsmasq", "rackboot-tftp"):
+            wait_http_ready()
+        cpu0, load_cpu0 = srv.cpu_seconds(), children_cpu()
+        srv.reset_peak()
+        if scenario.endswith("w"):
+            conns, file = HTTP_SCENARIOS[scenario][1][1], HTTP_SCENARIOS[scenario][1][2]
+            script = work / "wrk-report.lua"
+            script.write_text(WRK_REPORT)
+            done = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c", conns, "-d", f"{round(wrk_seconds)}s",
+                                   "--timeout", "30s", "-s", str(script), f"http://{HOST}:{HTTP_PORT}/{file}"],
+                                  capture_output=True, text=True, timeout=wrk_seconds + 60)
+            line = next((l for l in done.stdout.splitlines() if l.startswith("wrk-report ")), None)
+            if line is None:
+                raise RuntimeError(f"wrk printed no report:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            w = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+            result = {"bytes": w["bytes"], "seconds": w["us"] / 1e6, "transfers": w["requests"],
+                      "p99_ms": w["p99_us"] / 1e3, "ok": w["requests"], "failed": w["errors"],
+                      "client_cpu_seconds": children_cpu() - load_cpu0}
+        else:
+            out = work / f"{label}.json"
+            out.unlink(missing_ok=True)
+            args = list(HTTP_SCENARIOS[scenario][1])
+            if scenario == "S6" and server != "dnsmasq" and not server.endswith("-tftp"):
+                args += ["--kernel-over", "http", "--http-server", f"{HOST}:{HTTP_PORT}"]
+            elif scenario != "S6":
+                args += ["--http-server", f"{HOST}:{HTTP_PORT}"]
+            server_arg = ["--server", f"{HOST}:{PORT}"] if scenario == "S6" else []
+            load = ["taskset", "-c", "1", str(load_bin), *server_arg, "--verify-dir", str(root), "--json", str(out),
+                    "--duration-limit", "240", *args]
+            done = subprocess.run(load, capture_output=True, text=True, timeout=300)
+            if not out.exists():
+                raise RuntimeError(f"rackboot-load exited {done.returncode}:\n{done.stderr[-2000:]}")
+            result = json.loads(out.read_text())
+        cpu = srv.cpu_seconds() - cpu0
+        peak = dict(srv.peak)
+    gib = max(result.get("bytes", 0), 1) / GIB
+    seconds = max(result.get("seconds", 0.0), 1e-9)
+    return {
+        "ok": result.get("ok", 0),
+        "failed": result.get("failed", 0),
+        "wall_s": seconds,
+        "gib_s": gib / seconds,
+        "requests_s": result.get("transfers", 0) / seconds,
+        "p99_ms": result.get("p99_ms", 0.0),
+        "cpu_s_per_gib": cpu / gib,
+        "load_cpu_s_per_gib": result.get("client_cpu_seconds", 0.0) / gib,
+        "server_cpu_pct": 100 * cpu / seconds,
+        "peak_rss_mib": peak["rss"] / MIB,
+        "peak_anon_mib": peak["anon"] / MIB,
+    }
+
+
+def run_rewrite(server: str, root: Path, work: Path) -> dict:
+    """HR: a slow download, the file overwritten in place after its first
+    MiB; then what the client kept: complete or short, and whether every
+    byte it got is the old version's (a prefix of it) or a mix."""
+    path = root / REWRITE_FILE
+    old = bytes((i * 7 + 3) & 0xFF for i in range(251)) * (REWRITE_SIZE // 251 + 1)
+    old = old[:REWRITE_SIZE]
+    path.write_bytes(old)
+    new = bytes(b ^ 0xFF for b in old[:MIB]) * (REWRITE_SIZE // MIB)
+    dest = work / "hr-download"
+    dest.unlink(missing_ok=True)
+    cmd = http_server_command(server, root, work)
+    with ServerProcess(f"{server}-HR", cmd, work / f"{server}-HR.log"):
+        wait_http_ready()
+        curl = subprocess.Popen(["curl", "-s", "--limit-rate", "4M", "--max-time", "60", "-o", str(dest),
+                                 f"http://{HOST}:{HTTP_PORT}/{REWRITE_FILE}"])
+        deadline = time.time() + 10
+        while (dest.stat().st_size if dest.exists() else 0) < MIB and time.time() < deadline:
+            time.sleep(0.02)
+        with open(path, "r+b") as f:  # in place: no truncation
+            f.write(new)
+        curl.wait(timeout=90)
+    got = dest.read_bytes()
+    path.write_bytes(old)
+    first_new = next((i for i in range(0, len(got), 4096) if got[i:i + 4096] != old[i:min(i + 4096, len(got))]),
+                     None)
+    return {
+        "complete": len(got) == REWRITE_SIZE,
+        "bytes": len(got),
+        "curl_exit": curl.returncode,
+        "mixed": first_new is not None,
+        "first_changed_byte": first_new if first_new is not None else -1,
+    }
+
+
 def median_of(runs: list[dict]) -> dict:
     """Medians of the numbers; other values (text) from the last run."""
     keys = runs[0].keys()
@@ -569,7 +779,7 @@ def median_of(runs: list[dict]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default=",".join([*SCENARIOS, *DHCP_SCENARIOS]))
+    ap.add_argument("--scenarios", default=",".join([*SCENARIOS, *DHCP_SCENARIOS, *HTTP_SCENARIOS]))
     ap.add_argument("--servers", default="rackboot,dnsmasq,tftpd-hpa,atftpd")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", default="/tmp/rackboot-bench")
@@ -579,6 +789,7 @@ def main() -> int:
     ap.add_argument("--dhcp-period", type=float, default=5.0, help="D1: seconds per rate")
     ap.add_argument("--dhcp-clients", type=int, default=10000, help="D2: clients")
     ap.add_argument("--dhcp-concurrency", type=int, default=1000, help="D2: clients at once")
+    ap.add_argument("--http-seconds", type=float, default=5.0, help="H1w, H2w: seconds of wrk per run")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.py: run as root (port 69, network namespaces and cgroups)")
@@ -587,12 +798,13 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     scenarios = args.scenarios.split(",")
-    unknown = [s for s in scenarios if s not in SCENARIOS and s not in DHCP_SCENARIOS]
+    every = [*SCENARIOS, *DHCP_SCENARIOS, *HTTP_SCENARIOS]
+    unknown = [s for s in scenarios if s not in every]
     if unknown:
-        sys.exit(f"bench.py: unknown scenarios {','.join(unknown)}; choose from "
-                 f"{','.join([*SCENARIOS, *DHCP_SCENARIOS])}")
+        sys.exit(f"bench.py: unknown scenarios {','.join(unknown)}; choose from {','.join(every)}")
     tftp = [s for s in scenarios if s in SCENARIOS]
     dhcp = [s for s in scenarios if s in DHCP_SCENARIOS]
+    http = [s for s in scenarios if s in HTTP_SCENARIOS]
     servers = args.servers.split(",")
     work = Path(args.work)
     root = work / "root"
@@ -601,16 +813,24 @@ def main() -> int:
     for s in tftp:
         a = SCENARIOS[s][1]
         needed |= {a[a.index("--file") + 1]} if "--file" in a else set(FILES) - {"f32m", "f1g"}
+    for s in (s for s in http if s != "HR"):
+        a = HTTP_SCENARIOS[s][1]
+        needed |= ({"pxelinux.0", "ldlinux.c32", "menu.c32", "pxelinux.cfg/default", "vmlinuz", "initrd.img"}
+                   if s == "S6" else {x for i, x in enumerate(a) if i > 0 and a[i - 1] == "--file"} | {a[-1]})
+    needed &= set(FILES)
     make_root(root, needed)
     warm_page_cache(root, needed)
     bins = ["rackboot", "rackboot-load"] + (["tftp-floor"] if tftp else []) + (["dhcp-floor"] if dhcp else [])
     subprocess.run(["cargo", "build", "--release", *(a for b in bins for a in ("--bin", b))], cwd=REPO, check=True)
     load_bin = REPO / "target/release/rackboot-load"
     for s in servers:
-        if not s.startswith("rackboot") and s not in ("atftpd", "floor") and not shutil.which(server_command(s, root, work)[0]):
+        if not s.startswith("rackboot") and s not in ("atftpd", "floor", "nginx") and not shutil.which(server_command(s, root, work)[0]):
             sys.exit(f"bench.py: {s} not installed (apt-get install dnsmasq tftpd-hpa)")
     if "D1" in dhcp and not shutil.which("perfdhcp"):
         sys.exit("bench.py: D1 needs perfdhcp (apt-get install kea-admin)")
+    for tool, package in (("nginx", "nginx-light"), ("wrk", "wrk")):
+        if http and not shutil.which(tool):
+            sys.exit(f"bench.py: H scenarios need {tool} (apt-get install {package})")
     results: dict = {}
     for scenario in tftp:
         results[scenario] = {}
@@ -652,8 +872,36 @@ def main() -> int:
                         results[scenario][server] = {rate: median_of([r[rate] for r in runs]) for rate in rates}
                     else:
                         results[scenario][server] = median_of(runs)
+    for scenario in http:
+        results[scenario] = {}
+        if scenario == "HR":
+            for server in [p for p in servers if p in ("rackboot", "nginx")]:
+                runs = [run_rewrite(server, root, work) for _ in range(args.runs)]
+                for i, r in enumerate(runs):
+                    print(f"HR {server} run {i + 1}: {r}", file=sys.stderr)
+                results[scenario][server] = runs
+            continue
+        if scenario == "S6":
+            # TFTP then HTTP (rackboot), TFTP only (rackboot and dnsmasq).
+            plan = [p for p in ("rackboot", "rackboot-tftp", "dnsmasq")
+                    if p.removesuffix("-tftp") in servers]
+        else:
+            plan = [p for p in servers if p in HTTP_SERVERS and p != "dnsmasq"]
+        for server in plan:
+            runs = []
+            for i in range(args.runs):
+                r = run_http(server, scenario, root, work, load_bin, args.http_seconds)
+                print(f"{scenario} {server} run {i + 1}: {r['wall_s']:.2f} s, {r['gib_s']:.2f} GiB/s, "
+                      f"{r['cpu_s_per_gib']:.3f} CPU-s/GiB (load {r['load_cpu_s_per_gib']:.3f}), "
+                      f"p99 {r['p99_ms']:.0f} ms, ok {r['ok']:.0f} failed {r['failed']:.0f}", file=sys.stderr)
+                runs.append(r)
+            results[scenario][server] = median_of(runs)
     if tftp:
         print_table({s: results[s] for s in tftp}, servers)
+    if [s for s in http if s != "HR"]:
+        print_http_table({s: results[s] for s in http if s != "HR"})
+    if "HR" in results:
+        print_rewrite_table(results["HR"])
     if "D1" in results:
         print_d1_table(results["D1"])
     if "D2" in results:
@@ -677,6 +925,45 @@ def print_table(results: dict, servers: list[str]) -> None:
             print(f"| {scenario} | {server} | {r['mib_s']:.0f} | {r['transfers_s']:.0f} | {r['cpu_s_per_gib']:.2f} | "
                   f"{r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['failed']:.0f} | {ratio} |")
 
+
+
+def print_http_table(results: dict) -> None:
+    print()
+    print("| scenario | server | wall s | GiB/s | requests/s | server CPU-s/GiB | load CPU-s/GiB | p99 ms | "
+          "peak RSS MiB (private) | failed | vs nginx or TFTP-only (throughput, CPU/GiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for scenario, by_server in results.items():
+        if scenario == "S6":
+            # The faster TFTP-only plan that booted every client (a plan
+            # that lost clients finished sooner only by giving up on them).
+            tftp_only = [r for s, r in by_server.items() if s != "rackboot"]
+            complete = [r["wall_s"] for r in tftp_only if r["failed"] == 0]
+            base = min(complete or [r["wall_s"] for r in tftp_only], default=0)
+        else:
+            base = by_server.get("nginx")
+        for server, r in by_server.items():
+            vs = ""
+            if scenario == "S6" and server == "rackboot" and base:
+                vs = f"{base / r['wall_s']:.1f}x sooner than the faster complete TFTP-only plan"
+            elif scenario == "S6" and server != "rackboot" and "rackboot" in by_server:
+                vs = f"{r['wall_s'] / by_server['rackboot']['wall_s']:.1f}x the TFTP-then-HTTP time"
+            elif scenario != "S6" and base and server != "nginx":
+                vs = f"{ratio(r['gib_s'], base['gib_s'])}, {ratio(r['cpu_s_per_gib'], base['cpu_s_per_gib'])}"
+            name = {"rackboot": "rackboot, TFTP then HTTP", "rackboot-tftp": "rackboot, TFTP only",
+                    "dnsmasq": "dnsmasq, TFTP only"}.get(server, server) if scenario == "S6" else server
+            print(f"| {scenario} | {name} | {r['wall_s']:.2f} | {r['gib_s']:.2f} | {r['requests_s']:.0f} | "
+                  f"{r['cpu_s_per_gib']:.3f} | {r['load_cpu_s_per_gib']:.3f} | {r['p99_ms']:.0f} | "
+                  f"{r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['failed']:.0f} | {vs} |")
+
+
+def print_rewrite_table(by_server: dict) -> None:
+    print()
+    print("| HR | server | runs | complete downloads | of them mixed | short downloads, all old bytes |")
+    print("|---|---|---:|---:|---:|---:|")
+    for server, runs in by_server.items():
+        complete = [r for r in runs if r["complete"]]
+        print(f"| HR | {server} | {len(runs)} | {len(complete)} | {sum(r['mixed'] for r in complete)} | "
+              f"{sum(1 for r in runs if not r['complete'] and not r['mixed'])} |")
 
 
 def ratio(value: float, base: float) -> str:
