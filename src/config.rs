@@ -24,7 +24,7 @@ pub const DEFAULT_ROOT: &str = "/srv/tftp";
 #[command(
     name = "rackboot",
     version,
-    about = "PXE boot appliance: proxyDHCP and TFTP in one binary"
+    about = "PXE boot appliance: proxyDHCP, TFTP and HTTP in one binary"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -120,6 +120,14 @@ pub enum Command {
     /// Check the configuration without serving: boot files exist under the
     /// root, addresses exist, ports are free.
     Check,
+    /// Lay out a bootable tree in the root (default /srv/tftp) from the
+    /// installed boot loaders (pxelinux, syslinux-common, ipxe), with a
+    /// menu and a rackboot.toml beside the root that serves it.
+    Init {
+        /// Replace files that differ from what init writes.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The configuration file: the same keys as the flags.

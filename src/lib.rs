@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod dnsmasq_conf;
 pub mod files;
 pub mod http;
+pub mod init;
 pub mod limits;
 pub mod net;
 pub mod privileges;

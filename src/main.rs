@@ -1,6 +1,7 @@
 //! The rackboot binary: parse the configuration, bind, drop privileges,
 //! serve until SIGINT/SIGTERM, then drain.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,7 +21,13 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Some(Command::Check) => rackboot::check::run(&cli),
-        None => serve(&cli),
+        Some(Command::Init { force }) => rackboot::init::run(
+            cli.root
+                .as_deref()
+                .unwrap_or(Path::new(rackboot::config::DEFAULT_ROOT)),
+            force,
+        ),
+        None => serve(&built_in_default(cli)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,6 +36,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// With nothing configured at all (no file, root, boot entry or
+/// dnsmasq.conf), serve the built-in default: the tree `rackboot init`
+/// lays out in /srv/tftp and its rackboot.toml, laid out first when the
+/// root is missing or empty. A root that holds files is served as it is.
+fn built_in_default(mut cli: Cli) -> Cli {
+    let bare = cli.config.is_none()
+        && cli.root.is_none()
+        && cli.boot.is_empty()
+        && cli.dnsmasq_conf.is_none()
+        && cli.ipxe_script.is_none();
+    if !bare {
+        return cli;
+    }
+    let root = Path::new(rackboot::config::DEFAULT_ROOT);
+    let config = rackboot::init::config_path(root);
+    if !config.exists() && rackboot::init::is_empty_or_missing(root) {
+        match rackboot::init::init(root, false) {
+            Ok(report) => tracing::info!(
+                "nothing configured and {} empty: laid out a bootable tree there with a menu                  ({} files, as `rackboot init` does) and {}",
+                root.display(),
+                report.written.len(),
+                config.display()
+            ),
+            // Serving then fails with the root's own error, and says why.
+            Err(e) => tracing::warn!("cannot lay out the default tree: {e}"),
+        }
+    }
+    if config.exists() {
+        tracing::info!("using {} (written by rackboot init)", config.display());
+        cli.config = Some(config);
+    }
+    cli
 }
 
 fn serve(cli: &Cli) -> Result<(), String> {
