@@ -1108,3 +1108,45 @@ fn ack_fields_for_bios_and_uefi_with_and_without_a_boot_item() {
         );
     }
 }
+
+/// The Intel BIOS DISCOVER as a Raspberry Pi 4's boot ROM sends it: arch 0,
+/// `PXEClient`, from a Raspberry Pi Trading MAC.
+fn raspberry_pi_discover() -> Vec<u8> {
+    let mut request = fixture("intel_bios_discover.bin");
+    request[28..34].copy_from_slice(&[0xdc, 0xa6, 0x32, 0x12, 0x34, 0x56]);
+    request
+}
+
+#[test]
+fn raspberry_pi_gets_the_option_43_its_firmware_looks_for() {
+    let policy = policy(base_config());
+    let request = raspberry_pi_discover();
+    let (reply, bytes) = answer(&policy, &on_67(&request)).unwrap();
+    let message = assert_proxy_reply(&request, &reply, &bytes);
+    assert_eq!(reply.arch, Arch::Bios);
+    assert_eq!(
+        message.siaddr(),
+        Ipv4Addr::new(192, 168, 122, 1),
+        "the Pi fetches its files from siaddr"
+    );
+    assert_eq!(message.fname(), None, "the Pi asks for its own files");
+    let (subs, ended) = sub_options(&vendor_options(&message).unwrap());
+    assert!(ended, "option 43 ends with END");
+    let mut menu = vec![0x00, 0x00, 17];
+    menu.extend_from_slice(b"Raspberry Pi Boot");
+    assert_eq!(subs, vec![(9, menu), (10, vec![0, b'P', b'X', b'E'])]);
+}
+
+#[test]
+fn raspberry_pi_answers_can_be_turned_off() {
+    let mut config = base_config();
+    config.proxy.raspberry_pi = false;
+    let policy = policy(config);
+    let request = raspberry_pi_discover();
+    let (_, bytes) = answer(&policy, &on_67(&request)).unwrap();
+    let (subs, _) = sub_options(&vendor_options(&decode(&bytes)).unwrap());
+    assert!(
+        subs.iter().any(|(code, v)| *code == 9 && v.windows(13).any(|w| w == b"Install Linux")),
+        "without raspberry_pi a Pi gets the BIOS menu: {subs:?}"
+    );
+}

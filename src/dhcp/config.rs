@@ -77,6 +77,10 @@ pub struct ProxySettings {
     pub ipxe_script: Option<String>,
     /// Machines never answered.
     pub ignore_macs: Vec<MacPattern>,
+    /// Answer Raspberry Pi network boot ROMs (arch 0 from the Raspberry Pi
+    /// MAC prefixes) with the option 43 their firmware looks for
+    /// (`Raspberry Pi Boot`) and no boot file: they fetch their own.
+    pub raspberry_pi: bool,
 }
 
 impl Default for ProxySettings {
@@ -89,6 +93,7 @@ impl Default for ProxySettings {
             local_boot_menu: Some(DEFAULT_LOCAL_BOOT_MENU.to_owned()),
             ipxe_script: None,
             ignore_macs: Vec::new(),
+            raspberry_pi: true,
         }
     }
 }

@@ -126,6 +126,27 @@ enum VendorOptions {
     BiosMenu,
     /// The boot item the client asked for, echoed.
     BootItem(BootItem),
+    /// What a Raspberry Pi's boot ROM checks for.
+    RaspberryPi,
+}
+
+/// OUIs of the Raspberry Pi Foundation and Raspberry Pi Trading, whose
+/// boot ROMs send arch 0 like a BIOS PXE ROM.
+const RASPBERRY_PI_OUIS: [[u8; 3]; 6] = [
+    [0xb8, 0x27, 0xeb],
+    [0xdc, 0xa6, 0x32],
+    [0xe4, 0x5f, 0x01],
+    [0x28, 0xcd, 0xc1],
+    [0xd8, 0x3a, 0xdd],
+    [0x2c, 0xcf, 0x67],
+];
+/// The menu text a Raspberry Pi's boot ROM looks for in option 43 (as
+/// dnsmasq's `pxe-service=0,"Raspberry Pi Boot"` writes it).
+pub const RASPBERRY_PI_BOOT: &str = "Raspberry Pi Boot";
+
+fn is_raspberry_pi(mac: &[u8]) -> bool {
+    mac.get(..3)
+        .is_some_and(|oui| RASPBERRY_PI_OUIS.iter().any(|o| o == oui))
 }
 
 /// The decisions a reply is written from.
@@ -343,7 +364,17 @@ impl Policy {
                 vendor_options: VendorOptions::Absent,
             });
         }
-        match (entry, self.mac_override(mac)) {
+        let over = self.mac_override(mac);
+        if arch == Arch::Bios && over.is_none() && self.config.proxy.raspberry_pi && is_raspberry_pi(mac) {
+            // The Pi fetches its own files (bootcode.bin, <serial>/start4.elf)
+            // from siaddr once option 43 names it.
+            return Ok(Plan {
+                file: None,
+                siaddr,
+                vendor_options: VendorOptions::RaspberryPi,
+            });
+        }
+        match (entry, over) {
             (None, None) => Err(Silence::NoBootEntry(arch)),
             // A machine with its own file needs no menu.
             (_, Some(file)) if arch == Arch::Bios => Ok(direct(file)),
@@ -575,6 +606,15 @@ impl Policy {
             VendorOptions::BootItem(item) => {
                 let mut w = VendorOptionsWriter::new(&mut vendor_options);
                 w.boot_item(item)?;
+                Some(w.finish()?)
+            }
+            VendorOptions::RaspberryPi => {
+                let mut w = VendorOptionsWriter::new(&mut vendor_options);
+                w.boot_menu([MenuItem {
+                    item_type: LOCAL_BOOT,
+                    text: RASPBERRY_PI_BOOT.as_bytes(),
+                }])?;
+                w.menu_prompt(0, b"PXE")?;
                 Some(w.finish()?)
             }
         };
