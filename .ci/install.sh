@@ -23,6 +23,8 @@ packages=(
     procps
     # PXE boot end to end
     qemu-system-x86
+    qemu-system-arm # qemu-system-aarch64 (ARM64 UEFI boot)
+    qemu-efi-aarch64 # AAVMF, the ARM64 UEFI firmware
     ipxe-qemu
     ipxe
     ovmf
@@ -50,6 +52,29 @@ lock_wait=(-o DPkg::Lock::Timeout=600)
 apt-get "${lock_wait[@]}" update
 apt-get "${lock_wait[@]}" install -y --no-install-recommends "${packages[@]}"
 
+# GRUB's ARM64 network-boot image (tests/pxe_boot.rs, arm64): Debian ships
+# grubnetaa64.efi only in the arm64 package grub-efi-arm64-bin, so add the
+# arm64 architecture (package lists only: nothing foreign is installed),
+# download that one .deb and unpack the file from it to a fixed path.
+arm64_grub_dir=/usr/local/share/rackboot-test
+arm64_grub=$arm64_grub_dir/grubnetaa64.efi
+if [ ! -s "$arm64_grub" ]; then
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64
+    fi
+    apt-get "${lock_wait[@]}" update
+    work=$(mktemp -d)
+    # (apt-get download warns that it fetches unsandboxed, as root: harmless.)
+    (cd "$work" && apt-get "${lock_wait[@]}" download grub-efi-arm64-bin:arm64)
+    dpkg -x "$work"/grub-efi-arm64-bin_*_arm64.deb "$work/x"
+    found=$(find "$work/x" -name grubnetaa64.efi -type f | head -n 1)
+    [ -n "$found" ] || { echo "install.sh: grub-efi-arm64-bin:arm64 has no grubnetaa64.efi" >&2; exit 1; }
+    mkdir -p "$arm64_grub_dir"
+    install -m 0644 "$found" "$arm64_grub.tmp"
+    mv "$arm64_grub.tmp" "$arm64_grub"
+    rm -rf "$work"
+fi
+
 # The tftpd-hpa and dnsmasq packages start system services on install where
 # an init system runs; the tests start their own servers on free ports, so
 # keep the system ones from holding port 69 (harmless if not running).
@@ -58,8 +83,11 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 fi
 
 # Fail here, not halfway through the tests, if a client is still missing.
-for tool in tftp atftp busybox curl wget wrk nginx perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64; do
+for tool in tftp atftp busybox curl wget wrk nginx perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64 qemu-system-aarch64; do
     command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
+done
+for file in /usr/share/AAVMF/AAVMF_CODE.fd /usr/share/AAVMF/AAVMF_VARS.fd "$arm64_grub"; do
+    [ -s "$file" ] || { echo "install.sh: $file missing after install" >&2; exit 1; }
 done
 busybox tftp --help >/dev/null 2>&1 || { echo "install.sh: this busybox has no tftp applet" >&2; exit 1; }
 # The fuzzing campaign (tools/fuzz.sh) needs cargo-fuzz and a nightly

@@ -1,12 +1,15 @@
 //! End-to-end network boots of real firmware through rackboot: SeaBIOS with
-//! QEMU's iPXE option ROM, and OVMF (EDK2's own PXE client), under QEMU TCG
+//! QEMU's iPXE option ROM, OVMF (EDK2's own PXE client) and, for ARM64,
+//! AAVMF booting GRUB's network image, under QEMU TCG
 //! in network namespaces (see tests/pxe/mod.rs for the topology and the
 //! development switches). Plus the proxy policy against the DHCP requests
 //! recorded from those same firmware runs (tests/fixtures/dhcp/recorded).
 //!
 //! Needs root and the packages of .ci/install.sh (qemu-system-x86, ovmf,
-//! ipxe-qemu, ipxe, pxelinux, syslinux-common, dnsmasq, iproute2); a
-//! missing one fails the test with its name. VMs run one at a time.
+//! ipxe-qemu, ipxe, pxelinux, syslinux-common, dnsmasq, iproute2,
+//! qemu-system-arm, qemu-efi-aarch64, and grubnetaa64.efi unpacked from
+//! grub-efi-arm64-bin:arm64); a missing one fails the test with its name.
+//! VMs run one at a time.
 
 mod pxe;
 
@@ -22,7 +25,7 @@ use rackboot::dhcp::{
 
 use pxe::capture::{self, Seen};
 use pxe::qemu::{MAC_BYTES, Machine};
-use pxe::{BIOS_BOOT_TIMEOUT, ProxyKind, Scene, UEFI_BOOT_TIMEOUT};
+use pxe::{ARM64_BOOT_TIMEOUT, BIOS_BOOT_TIMEOUT, ProxyKind, Scene, UEFI_BOOT_TIMEOUT};
 
 const MENU_TEXT: &str = "Boot from Local Disk";
 const SCRIPT_MARK: &str = "rackboot-script-ran";
@@ -747,6 +750,176 @@ fn seabios_boots_pxelinux_menu_from_a_dnsmasq_conf() {
         "seabios_ipxe_request_4011_item",
         item.as_ref().map(|r| &r.0.payload[..]),
     );
+}
+
+// ---------------------------------------------------------------------------
+// (f) ARM64 UEFI (AAVMF) → GRUB's network image → its grub.cfg
+// ---------------------------------------------------------------------------
+
+/// Debian's GRUB network image for ARM64, unpacked from the arm64 package
+/// grub-efi-arm64-bin by .ci/install.sh (nothing foreign is installed).
+const GRUBNET_ARM64: (&str, &str) = (
+    "/usr/local/share/rackboot-test/grubnetaa64.efi",
+    "grub-efi-arm64-bin:arm64 (unpacked with apt-get download + dpkg -x)",
+);
+const GRUB_MARK: &str = "rackboot-arm64-grub";
+/// grubnetaa64.efi has prefix `/grub` on the server it came from and an
+/// embedded config that sources `$prefix/arm64-efi/grub.cfg` if it exists,
+/// `$prefix/grub.cfg` otherwise; `sleep` keeps GRUB there.
+const GRUB_CFG_PATH: &str = "grub/grub.cfg";
+const GRUB_CFG: &str = "echo rackboot-arm64-grub\nsleep 600\n";
+
+/// AAVMF's PXE client (arch 11) gets rackboot's proxy offer beside the
+/// address-only DHCP server, asks on port 4011, boots GRUB's network image
+/// over TFTP, and GRUB reads its grub.cfg from rackboot. Power-on to the
+/// marker takes about 12 s under TCG on an idle machine.
+#[test]
+fn aavmf_arm64_boots_grub_netboot_image_through_rackboot() {
+    let machine = Machine::AavmfArm64Pxe;
+    machine.require();
+    pxe::require_file(GRUBNET_ARM64.0, GRUBNET_ARM64.1);
+    let mut scene = Scene::new("arm64-grub", 29);
+    pxe::install(&scene.root, &[GRUBNET_ARM64]);
+    std::fs::create_dir(scene.root.join("grub")).expect("grub dir");
+    std::fs::write(scene.root.join(GRUB_CFG_PATH), GRUB_CFG).expect("write grub.cfg");
+    scene.start_rackboot(&["--boot", "arm64-uefi=grubnetaa64.efi"]);
+    scene.boot(machine);
+    scene.wait_serial(0, GRUB_MARK, ARM64_BOOT_TIMEOUT);
+    scene.stop_vm();
+
+    let com1 = scene.serial(0);
+    for needle in [
+        "NBP filename is grubnetaa64.efi",
+        "NBP file downloaded successfully",
+        "Welcome to GRUB!",
+    ] {
+        scene.check(com1.contains(needle), || {
+            format!("serial output lacks {needle:?}")
+        });
+    }
+
+    // EDK2's DISCOVER (arch 11) → offer without file or 43 → REQUEST to
+    // 4011 → ACK from port 4011 naming GRUB.
+    let server = scene.server();
+    let discover = first_request(&scene, 67, MessageType::Discover, false)
+        .unwrap_or_else(|| scene.fail("no DISCOVER from AAVMF"));
+    scene.check(capture::arch(&discover.1) == Some(11), || {
+        format!(
+            "AAVMF DISCOVER: option 93 {:?}, expected 11 (ARM64 UEFI)",
+            capture::arch(&discover.1)
+        )
+    });
+    scene.check(
+        capture::class_id(&discover.1).is_some_and(|c| c.starts_with("PXEClient:Arch:00011")),
+        || {
+            format!(
+                "AAVMF DISCOVER: vendor class {:?}, expected PXEClient:Arch:00011",
+                capture::class_id(&discover.1)
+            )
+        },
+    );
+    let (_, offer) = proxy_reply_to(&scene, &discover)
+        .unwrap_or_else(|| scene.fail("no proxy offer to AAVMF's DISCOVER"));
+    scene.check(
+        capture::msg_type(&offer) == Some(MessageType::Offer)
+            && offer.yiaddr().is_unspecified()
+            && offer.siaddr() == server
+            && capture::field_text(offer.fname()).is_empty()
+            && offer.opts().get(OptionCode::VendorExtensions).is_none()
+            && vendor_class_is_pxeclient(&offer),
+        || {
+            "offer to AAVMF: expected yiaddr 0, siaddr = server, no file, no 43, 60 PXEClient"
+                .into()
+        },
+    );
+    let request = first_request(&scene, 4011, MessageType::Request, false)
+        .unwrap_or_else(|| scene.fail("AAVMF never asked on port 4011"));
+    scene.check(
+        *request.0.dst.ip() == server && capture::arch(&request.1) == Some(11),
+        || "4011 request not sent to the proxy, or not arch 11".into(),
+    );
+    let (ack_seen, ack) = proxy_reply_to(&scene, &request)
+        .unwrap_or_else(|| scene.fail("no reply to AAVMF's port-4011 request"));
+    scene.check(
+        ack_seen.src == SocketAddrV4::new(server, 4011) && ack_seen.dst == request.0.src,
+        || {
+            format!(
+                "4011 ACK went {} -> {}, request came from {}",
+                ack_seen.src, ack_seen.dst, request.0.src
+            )
+        },
+    );
+    scene.check(
+        capture::msg_type(&ack) == Some(MessageType::Ack)
+            && capture::field_text(ack.fname()) == "grubnetaa64.efi"
+            && ack.siaddr() == server,
+        || "4011 ACK: expected file grubnetaa64.efi and siaddr = server".into(),
+    );
+
+    // rackboot's log: offer (Arm64Uefi, no file) then the ACK with GRUB,
+    // handed out once; GRUB transferred whole once, then its grub.cfg.
+    let log = scene.rackboot_log();
+    let replies = pxe::proxy_lines(&log);
+    let offer_at = replies
+        .iter()
+        .position(|r| r.arch == "Arm64Uefi" && r.kind == "Offer" && r.file.is_empty());
+    let ack_at = replies
+        .iter()
+        .position(|r| r.arch == "Arm64Uefi" && r.kind == "Ack" && r.file == "grubnetaa64.efi");
+    scene.check(
+        matches!((offer_at, ack_at), (Some(o), Some(a)) if o < a),
+        || format!("rackboot's replies, expected Offer(Arm64Uefi, no file) < Ack(grubnetaa64.efi): {replies:?}"),
+    );
+    let grub_replies = replies
+        .iter()
+        .filter(|r| r.file == "grubnetaa64.efi")
+        .count();
+    scene.check(grub_replies == 1, || {
+        format!("grubnetaa64.efi handed out {grub_replies} times: {replies:?}")
+    });
+
+    let transfers = pxe::tftp_lines(&log);
+    let is_cfg = |file: &str| file.trim_start_matches('/') == GRUB_CFG_PATH;
+    let grub_done = transfers
+        .iter()
+        .position(|t| t.file == "grubnetaa64.efi" && t.outcome == "Complete");
+    let cfg_done = transfers
+        .iter()
+        .position(|t| is_cfg(&t.file) && t.outcome == "Complete");
+    scene.check(
+        matches!((grub_done, cfg_done), (Some(g), Some(c)) if g < c),
+        || {
+            format!(
+                "expected grubnetaa64.efi transferred whole, then {GRUB_CFG_PATH}: {transfers:?}"
+            )
+        },
+    );
+    let complete = |wanted: &dyn Fn(&str) -> bool| {
+        transfers
+            .iter()
+            .filter(|t| wanted(&t.file) && t.outcome == "Complete")
+            .count()
+    };
+    let grub_complete = complete(&|f: &str| f == "grubnetaa64.efi");
+    let cfg_complete = complete(&is_cfg);
+    scene.check(grub_complete == 1 && cfg_complete == 1, || {
+        format!("expected grubnetaa64.efi and {GRUB_CFG_PATH} transferred once each: {transfers:?}")
+    });
+    // EDK2 asks for the size first (tsize probe), then the file: never a
+    // third request (a boot loop).
+    let rrqs = wire_read_count(&scene, "grubnetaa64.efi");
+    scene.check((1..=2).contains(&rrqs), || {
+        format!("{rrqs} read requests for grubnetaa64.efi")
+    });
+    scene.check_dhcp_server_not_pxe();
+
+    pxe::record("aavmf_arm64_discover", Some(&discover.0.payload));
+    let request_67 = first_request(&scene, 67, MessageType::Request, false);
+    pxe::record(
+        "aavmf_arm64_request_67",
+        request_67.as_ref().map(|r| &r.0.payload[..]),
+    );
+    pxe::record("aavmf_arm64_request_4011", Some(&request.0.payload));
 }
 
 // ---------------------------------------------------------------------------

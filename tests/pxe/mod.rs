@@ -1,6 +1,6 @@
-//! Harness for tests/pxe_boot.rs: real firmware (SeaBIOS + iPXE ROM, OVMF)
-//! booting under QEMU through rackboot, each test in its own network
-//! namespace.
+//! Harness for tests/pxe_boot.rs: real firmware (SeaBIOS + iPXE ROM, OVMF,
+//! AAVMF on ARM64) booting under QEMU through rackboot, each test in its
+//! own network namespace.
 //!
 //! Topology of one test (nothing of it exists outside the namespace, so
 //! no DHCP broadcast ever reaches a real network):
@@ -13,6 +13,7 @@
 //!  │  ├─ dnsmasq    addresses only (10.214.N.50-99), no PXE/TFTP  │
 //!  │  ├─ capture    passive AF_PACKET observer (UDP 67/68/69/4011)│
 //!  │  └─ tap0 ── qemu-system-x86_64 -accel tcg (the firmware)     │
+//!  │             (qemu-system-aarch64 -M virt for ARM64)          │
 //!  └──────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -52,6 +53,8 @@ const RACKBOOT_LOG: &str = "info,rackboot::reactor::shard=debug,rackboot::reacto
 /// 5–30 s on an idle machine.
 pub const BIOS_BOOT_TIMEOUT: Duration = Duration::from_secs(150);
 pub const UEFI_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// ARM64 is emulated instruction by instruction (TCG, no KVM possible).
+pub const ARM64_BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Longest wait for the VM lock held by another test (one VM at a time).
 const LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -508,7 +511,7 @@ impl Scene {
         if let Some(machine) = self.machine {
             out += &format!(
                 "=== QEMU ({machine:?}):\n{} {}\n",
-                qemu::QEMU,
+                machine.program(),
                 machine.args(&self.vm_dir).join(" ")
             );
             let log = self
