@@ -105,6 +105,11 @@ pub struct Cli {
     /// Answer DHCP only on this interface.
     #[arg(global = true, long, value_name = "NAME")]
     pub interface: Option<String>,
+    /// Serve each client from its own directory, ROOT/<ip>/ or
+    /// ROOT/<mac>/ (01-23-45-67-89-ab), where it exists (dnsmasq's
+    /// tftp-unique-root). Remap rules are TOML only: [[remap]].
+    #[arg(global = true, long, value_enum, value_name = "ip|mac")]
+    pub unique_root: Option<crate::files::UniqueRoot>,
     /// Run the PXE and TFTP lines of an existing dnsmasq.conf.
     #[arg(global = true, long, value_name = "FILE")]
     pub dnsmasq_conf: Option<PathBuf>,
@@ -159,6 +164,12 @@ pub struct FileConfig {
     pub proxy: Option<crate::dhcp::ProxySettings>,
     pub boot: Option<Vec<crate::dhcp::BootEntry>>,
     pub mac: Option<Vec<crate::dhcp::MacOverride>>,
+    pub unique_root: Option<crate::files::UniqueRoot>,
+    /// `[[remap]]`: see `files::remap`.
+    pub remap: Option<Vec<toml::Spanned<crate::files::RemapRule>>>,
+    /// Where each remap rule starts (file:line), for errors.
+    #[serde(skip)]
+    pub remap_places: Vec<String>,
 }
 
 /// The keys of the configuration file, for suggestions.
@@ -187,6 +198,8 @@ const KEYS: &[&str] = &[
     "proxy",
     "boot",
     "mac",
+    "unique_root",
+    "remap",
 ];
 
 /// A configuration error, worded for the person who has to fix it.
@@ -208,6 +221,8 @@ pub struct Config {
     /// The proxyDHCP policy's configuration, when proxyDHCP is on.
     pub proxy: Option<ProxyConfig>,
     pub proxy_listen: ProxyListen,
+    /// Remap rules and per-client roots.
+    pub naming: crate::files::Naming,
     /// Things in the imported configuration rackboot does not run.
     pub warnings: Vec<String>,
 }
@@ -220,7 +235,7 @@ impl FileConfig {
                 path.display()
             ))
         })?;
-        toml::from_str(&text).map_err(|e| {
+        let mut file: FileConfig = toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let place = match line {
                 Some(l) => format!("{}:{l}", path.display()),
@@ -234,8 +249,32 @@ impl FileConfig {
                 _ => String::new(),
             };
             err(format!("{place}: {}{hint}", e.message().trim()))
-        })
+        })?;
+        file.remap_places = file
+            .remap
+            .iter()
+            .flatten()
+            .map(|rule| {
+                let line = text[..rule.span().start.min(text.len())].matches('\n').count() + 1;
+                format!("{}:{line}", path.display())
+            })
+            .collect();
+        Ok(file)
     }
+}
+
+/// Compiles the remap rules; a bad one is named with its file:line.
+fn naming(
+    cli: &Cli,
+    file: &FileConfig,
+    imported: Option<crate::files::UniqueRoot>,
+) -> Result<crate::files::Naming, ConfigError> {
+    let rules: Vec<_> = file.remap.iter().flatten().map(|r| r.get_ref().clone()).collect();
+    let unique_root = cli.unique_root.or(file.unique_root).or(imported);
+    crate::files::Naming::new(&rules, unique_root).map_err(|(index, e)| {
+        let place = file.remap_places.get(index).map_or("", String::as_str);
+        err(format!("{place}: {e}; fix the expression (the regex crate's syntax)"))
+    })
 }
 
 /// Parses `ADDR[:PORT]`: `0.0.0.0`, `127.0.0.1:6969`, `::1`, `[::1]:69`.
@@ -462,6 +501,7 @@ impl Config {
             case_insensitive: cli.case_insensitive || file.case_insensitive.unwrap_or(false),
             owned_only: imported_tftp.is_some_and(|t| t.secure),
         };
+        let naming = naming(cli, &file, imported_tftp.and_then(|t| t.unique_root))?;
         let proxy = proxy_config(cli, &file, dnsmasq.as_ref())?;
         let imported_interface = dnsmasq.as_ref().and_then(|d| d.interfaces.first().cloned());
         if dnsmasq.as_ref().is_some_and(|d| d.interfaces.len() > 1) {
@@ -496,6 +536,7 @@ impl Config {
             user: cli.user.clone().or(file.user.clone()),
             proxy,
             proxy_listen,
+            naming,
             warnings,
         })
     }

@@ -96,7 +96,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         );
     }
     let shards = config.settings.shards;
-    let cache = FileCache::new(root, shards);
+    let cache = FileCache::new(root, shards).with_naming(config.naming.clone());
     let proxy_run = match &config.proxy {
         Some(proxy_config) => {
             // HTTP boot URLs written as paths point at our own HTTP port.

@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::lease::{SendGate, Watcher};
+use super::remap::{Client, Naming};
 use super::resolve::{ResolveError, Root};
 
 /// What identifies one version of a file.
@@ -149,6 +151,8 @@ impl Drop for ServedFile {
 #[derive(Debug)]
 pub struct FileCache {
     root: Root,
+    /// Remap rules and per-client roots, applied before resolution.
+    naming: Naming,
     shards: usize,
     entries: Mutex<HashMap<(u64, u64), Weak<ServedFile>>>,
     /// Netascii conversions, one per file version (the version converted
@@ -168,6 +172,7 @@ impl FileCache {
     pub fn new(root: Root, shards: usize) -> FileCache {
         FileCache {
             root,
+            naming: Naming::default(),
             shards,
             entries: Mutex::new(HashMap::new()),
             netascii: Mutex::new(HashMap::new()),
@@ -176,6 +181,62 @@ impl FileCache {
 
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// Rewrites requested names with `naming` (remap rules, per-client
+    /// roots) before they are resolved.
+    pub fn with_naming(mut self, naming: Naming) -> FileCache {
+        self.naming = naming;
+        self
+    }
+
+    /// Opens what `client` asked for: [`FileCache::open`] of the name after
+    /// the remap rules, in the client's own directory when there is one.
+    pub fn open_for(&self, requested: &[u8], client: IpAddr) -> Result<Arc<ServedFile>, ResolveError> {
+        match self.name_for(requested, client)? {
+            Some(name) => self.open(&name),
+            None => self.open(requested),
+        }
+    }
+
+    /// [`FileCache::open_netascii`] of what `client` asked for.
+    pub fn open_netascii_for(
+        &self,
+        requested: &[u8],
+        client: IpAddr,
+    ) -> Result<Arc<ServedFile>, ResolveError> {
+        match self.name_for(requested, client)? {
+            Some(name) => self.open_netascii(&name),
+            None => self.open_netascii(requested),
+        }
+    }
+
+    /// The name to resolve for `client`; `None` when no rule applies.
+    fn name_for(&self, requested: &[u8], client: IpAddr) -> Result<Option<Vec<u8>>, ResolveError> {
+        if self.naming.is_identity() {
+            return Ok(None);
+        }
+        let client = Client {
+            ip: client,
+            mac: if self.naming.wants_mac() {
+                crate::net::neighbours::mac_of(client)
+            } else {
+                None
+            },
+        };
+        let mut name = self
+            .naming
+            .remap(requested, &client)
+            .map_err(|_| ResolveError::Refused)?;
+        if let Some(dir) = self.naming.client_dir(&client)
+            && self.root.has_dir(&dir)
+        {
+            let mut inside = dir.into_bytes();
+            inside.push(b'/');
+            inside.extend_from_slice(&name);
+            name = inside;
+        }
+        Ok(Some(name))
     }
 
     /// Opens a requested file, sharing the current version when cached.

@@ -4,7 +4,9 @@
 
 pub mod cache;
 pub mod lease;
+pub mod remap;
 pub mod resolve;
 
 pub use cache::{FileCache, ServedFile};
+pub use remap::{Naming, RemapRule, UniqueRoot};
 pub use resolve::{ResolveError, Root, RootOptions};

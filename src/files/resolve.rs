@@ -117,6 +117,15 @@ impl Root {
         }
     }
 
+    /// Whether `name` (one path component, e.g. a client's address) is a
+    /// directory under the root.
+    pub fn has_dir(&self, name: &str) -> bool {
+        normalise(name.as_bytes()).is_ok_and(|n| {
+            !n.contains('/')
+                && open_beneath_flags(&self.dir, &n, libc::O_DIRECTORY | libc::O_PATH).is_ok()
+        })
+    }
+
     fn find_ignoring_case(&self, name: &str) -> Option<String> {
         let mut found = String::new();
         for part in name.split('/') {

@@ -678,8 +678,8 @@ impl ShardCore {
     ) {
         self.stats.requests += 1;
         let opened = match req.mode {
-            wire::Mode::Octet => self.shared.cache.open(req.filename),
-            wire::Mode::Netascii => self.shared.cache.open_netascii(req.filename),
+            wire::Mode::Octet => self.shared.cache.open_for(req.filename, meta.from.ip()),
+            wire::Mode::Netascii => self.shared.cache.open_netascii_for(req.filename, meta.from.ip()),
         };
         let file = match opened {
             Ok(f) => f,

@@ -3,7 +3,7 @@
 //! mapping, timing out, and one log line per response.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -234,7 +234,7 @@ impl HttpShard {
                 let served = conn.machine.poll_request(now, |p| {
                     path_len = p.len().min(LOG_PATH);
                     path[..path_len].copy_from_slice(&p[..path_len]);
-                    lookup(shared, p, &mut found)
+                    lookup(shared, p, conn.peer.ip(), &mut found)
                 });
                 if let Some(served) = served {
                     let sending = served.body.is_some_and(|(_, len)| len > 0);
@@ -377,8 +377,13 @@ fn finish(stats: &mut HttpStats, peer: SocketAddr, cur: &Current, now: Instant, 
 }
 
 /// Opens `path` through the cache for the connection machine.
-fn lookup(shared: &Shared, path: &[u8], found: &mut Option<Arc<ServedFile>>) -> Lookup {
-    match shared.cache.open(path) {
+fn lookup(
+    shared: &Shared,
+    path: &[u8],
+    client: IpAddr,
+    found: &mut Option<Arc<ServedFile>>,
+) -> Lookup {
+    match shared.cache.open_for(path, client) {
         Ok(file) => {
             let (ino, len, mtime_ns, modified) = file.version_stamp();
             let version = Version::new(ino, len, mtime_ns, modified);
