@@ -120,3 +120,69 @@ fn uefi_boots_an_initialised_root_to_the_menu() {
     }
     scene.check_dhcp_server_not_pxe();
 }
+
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+mod netns;
+
+/// The README's first command, `rackboot` with nothing configured, on a
+/// machine whose /srv/tftp is empty: it lays out the tree (one log line
+/// says so) and serves it, proxyDHCP included. Run in a network namespace
+/// of its own and with a private, empty /srv (a tmpfs in a mount
+/// namespace), so it touches neither this machine's network nor its /srv.
+#[test]
+fn the_bare_command_lays_out_and_serves_the_default_tree() {
+    let ns = netns::Netns::create("bare");
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("rackboot.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let script = format!(
+        "mount -t tmpfs tmpfs /srv && mkdir /srv/tftp && exec {}",
+        pxe::RACKBOOT
+    );
+    let mut child = ns
+        .command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start rackboot with nothing configured");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !read_log().contains("proxyDHCP on ports 67 and 4011") {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rackboot did not start serving the default tree:\n{}", read_log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The served tree is the init tree: pxelinux.0 as the package has it.
+    let got = dir.path().join("pxelinux.0");
+    let out = ns
+        .command("curl")
+        .args(["-s", "--max-time", "10", "-o"])
+        .arg(&got)
+        .arg("tftp://127.0.0.1/pxelinux.0")
+        .output()
+        .expect("run curl");
+    // Stop only what this test started: the server, by its PID.
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let text = read_log();
+    assert!(out.status.success(), "curl failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        std::fs::read("/usr/lib/PXELINUX/pxelinux.0").unwrap(),
+        "{text}"
+    );
+    for needle in [
+        "nothing configured and /srv/tftp empty: laid out a bootable tree",
+        "using /srv/rackboot.toml (written by rackboot init)",
+        "serving /srv/tftp over TFTP on 0.0.0.0:69",
+    ] {
+        assert!(text.contains(needle), "log lacks {needle:?}:\n{text}");
+    }
+}
