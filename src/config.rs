@@ -110,6 +110,10 @@ pub struct Cli {
     /// tftp-unique-root). Remap rules are TOML only: [[remap]].
     #[arg(global = true, long, value_enum, value_name = "ip|mac")]
     pub unique_root: Option<crate::files::UniqueRoot>,
+    /// Log lines as text or as JSON objects (one per line, the same
+    /// fields), for log shippers [default: text].
+    #[arg(global = true, long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Run the PXE and TFTP lines of an existing dnsmasq.conf.
     #[arg(global = true, long, value_name = "FILE")]
     pub dnsmasq_conf: Option<PathBuf>,
@@ -118,6 +122,15 @@ pub struct Cli {
     pub dhcp_port: u16,
     #[arg(global = true, long, hide = true, default_value_t = 4011)]
     pub pxe_port: u16,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -165,6 +178,7 @@ pub struct FileConfig {
     pub boot: Option<Vec<crate::dhcp::BootEntry>>,
     pub mac: Option<Vec<crate::dhcp::MacOverride>>,
     pub unique_root: Option<crate::files::UniqueRoot>,
+    pub log_format: Option<LogFormat>,
     /// `[[remap]]`: see `files::remap`.
     pub remap: Option<Vec<toml::Spanned<crate::files::RemapRule>>>,
     /// Where each remap rule starts (file:line), for errors.
@@ -200,6 +214,7 @@ const KEYS: &[&str] = &[
     "mac",
     "unique_root",
     "remap",
+    "log_format",
 ];
 
 /// A configuration error, worded for the person who has to fix it.
@@ -225,6 +240,19 @@ pub struct Config {
     pub naming: crate::files::Naming,
     /// Things in the imported configuration rackboot does not run.
     pub warnings: Vec<String>,
+}
+
+impl Cli {
+    /// The log format: the flag, else the configuration file's key (read
+    /// before logging starts; a file that does not load says so later).
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+            .or_else(|| {
+                let path = self.config.as_ref()?;
+                FileConfig::load(path).ok()?.log_format
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl FileConfig {

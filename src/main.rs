@@ -5,20 +5,26 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rackboot::config::{Cli, Command, Config};
+use rackboot::config::{Cli, Command, Config, LogFormat};
 use rackboot::dhcp::Policy;
 use rackboot::files::{FileCache, Root};
 use rackboot::reactor::{ProxyRun, Server, proxy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format() {
+        // One JSON object per line: timestamp, level, target and the
+        // line's fields, as in the text form.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let result = match cli.command {
         Some(Command::Check) => rackboot::check::run(&cli),
         Some(Command::Init { force }) => rackboot::init::run(
