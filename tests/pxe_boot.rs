@@ -80,6 +80,63 @@ fn requires_pxelinux() {
     }
 }
 
+/// EDK2's PXE exchange as the capture shows it: a DISCOVER of `arch`, the
+/// proxy's offer without file or option 43 (which sends EDK2 to port
+/// 4011), the REQUEST to the proxy's port 4011 and its ACK from there,
+/// back to the request's source, naming `file`. Returns the DISCOVER and
+/// the 4011 REQUEST.
+fn check_edk2_4011_exchange(
+    scene: &Scene,
+    firmware: &str,
+    arch: u16,
+    file: &str,
+) -> ((Seen, Message), (Seen, Message)) {
+    let server = scene.server();
+    let discover = first_request(scene, 67, MessageType::Discover, false)
+        .unwrap_or_else(|| scene.fail(&format!("no DISCOVER from {firmware}")));
+    scene.check(capture::arch(&discover.1) == Some(arch), || {
+        format!(
+            "{firmware} DISCOVER: option 93 {:?}, expected {arch}",
+            capture::arch(&discover.1)
+        )
+    });
+    let (_, offer) = proxy_reply_to(scene, &discover)
+        .unwrap_or_else(|| scene.fail(&format!("no proxy offer to {firmware}'s DISCOVER")));
+    scene.check(
+        capture::msg_type(&offer) == Some(MessageType::Offer)
+            && offer.yiaddr().is_unspecified()
+            && offer.siaddr() == server
+            && capture::field_text(offer.fname()).is_empty()
+            && offer.opts().get(OptionCode::VendorExtensions).is_none()
+            && vendor_class_is_pxeclient(&offer),
+        || format!("offer to {firmware}: expected yiaddr 0, siaddr = server, no file, no 43, 60 PXEClient"),
+    );
+    let request = first_request(scene, 4011, MessageType::Request, false)
+        .unwrap_or_else(|| scene.fail(&format!("{firmware} never asked on port 4011")));
+    scene.check(
+        *request.0.dst.ip() == server && capture::arch(&request.1) == Some(arch),
+        || format!("4011 request not sent to the proxy, or not arch {arch}"),
+    );
+    let (ack_seen, ack) = proxy_reply_to(scene, &request)
+        .unwrap_or_else(|| scene.fail(&format!("no reply to {firmware}'s port-4011 request")));
+    scene.check(
+        ack_seen.src == SocketAddrV4::new(server, 4011) && ack_seen.dst == request.0.src,
+        || {
+            format!(
+                "4011 ACK went {} -> {}, request came from {}",
+                ack_seen.src, ack_seen.dst, request.0.src
+            )
+        },
+    );
+    scene.check(
+        capture::msg_type(&ack) == Some(MessageType::Ack)
+            && capture::field_text(ack.fname()) == file
+            && ack.siaddr() == server,
+        || format!("4011 ACK: expected file {file} and siaddr = server"),
+    );
+    (discover, request)
+}
+
 // ---------------------------------------------------------------------------
 // Reading the capture
 // ---------------------------------------------------------------------------
@@ -318,47 +375,7 @@ fn ovmf_asks_on_4011_and_the_chained_ipxe_runs_its_script() {
         });
     }
 
-    // EDK2's DISCOVER → offer without file or 43 → REQUEST to 4011 → ACK
-    // from port 4011 with the file.
-    let server = scene.server();
-    let discover = first_request(&scene, 67, MessageType::Discover, false)
-        .unwrap_or_else(|| scene.fail("no DISCOVER from OVMF"));
-    scene.check(capture::arch(&discover.1) == Some(7), || {
-        "OVMF DISCOVER not arch 7".into()
-    });
-    let (_, offer) = proxy_reply_to(&scene, &discover)
-        .unwrap_or_else(|| scene.fail("no proxy offer to OVMF's DISCOVER"));
-    scene.check(
-        capture::msg_type(&offer) == Some(MessageType::Offer)
-            && offer.yiaddr().is_unspecified()
-            && offer.siaddr() == server
-            && capture::field_text(offer.fname()).is_empty()
-            && offer.opts().get(OptionCode::VendorExtensions).is_none()
-            && vendor_class_is_pxeclient(&offer),
-        || "offer to OVMF: expected yiaddr 0, siaddr = server, no file, no 43, 60 PXEClient".into(),
-    );
-    let request = first_request(&scene, 4011, MessageType::Request, false)
-        .unwrap_or_else(|| scene.fail("OVMF never asked on port 4011"));
-    scene.check(*request.0.dst.ip() == server, || {
-        "4011 request not sent to the proxy".into()
-    });
-    let (ack_seen, ack) = proxy_reply_to(&scene, &request)
-        .unwrap_or_else(|| scene.fail("no reply to OVMF's port-4011 request"));
-    scene.check(
-        ack_seen.src == SocketAddrV4::new(server, 4011) && ack_seen.dst == request.0.src,
-        || {
-            format!(
-                "4011 ACK went {} -> {}, request came from {}",
-                ack_seen.src, ack_seen.dst, request.0.src
-            )
-        },
-    );
-    scene.check(
-        capture::msg_type(&ack) == Some(MessageType::Ack)
-            && capture::field_text(ack.fname()) == "snponly.efi"
-            && ack.siaddr() == server,
-        || "4011 ACK: expected file snponly.efi and siaddr = server".into(),
-    );
+    let (discover, request) = check_edk2_4011_exchange(&scene, "OVMF", 7, "snponly.efi");
 
     // rackboot's log: offer (X64Uefi, no file), ACK on 4011 with the file,
     // then iPXE's offer with the script; snponly.efi handed out once.
@@ -798,17 +815,7 @@ fn aavmf_arm64_boots_grub_netboot_image_through_rackboot() {
         });
     }
 
-    // EDK2's DISCOVER (arch 11) → offer without file or 43 → REQUEST to
-    // 4011 → ACK from port 4011 naming GRUB.
-    let server = scene.server();
-    let discover = first_request(&scene, 67, MessageType::Discover, false)
-        .unwrap_or_else(|| scene.fail("no DISCOVER from AAVMF"));
-    scene.check(capture::arch(&discover.1) == Some(11), || {
-        format!(
-            "AAVMF DISCOVER: option 93 {:?}, expected 11 (ARM64 UEFI)",
-            capture::arch(&discover.1)
-        )
-    });
+    let (discover, request) = check_edk2_4011_exchange(&scene, "AAVMF", 11, "grubnetaa64.efi");
     scene.check(
         capture::class_id(&discover.1).is_some_and(|c| c.starts_with("PXEClient:Arch:00011")),
         || {
@@ -817,43 +824,6 @@ fn aavmf_arm64_boots_grub_netboot_image_through_rackboot() {
                 capture::class_id(&discover.1)
             )
         },
-    );
-    let (_, offer) = proxy_reply_to(&scene, &discover)
-        .unwrap_or_else(|| scene.fail("no proxy offer to AAVMF's DISCOVER"));
-    scene.check(
-        capture::msg_type(&offer) == Some(MessageType::Offer)
-            && offer.yiaddr().is_unspecified()
-            && offer.siaddr() == server
-            && capture::field_text(offer.fname()).is_empty()
-            && offer.opts().get(OptionCode::VendorExtensions).is_none()
-            && vendor_class_is_pxeclient(&offer),
-        || {
-            "offer to AAVMF: expected yiaddr 0, siaddr = server, no file, no 43, 60 PXEClient"
-                .into()
-        },
-    );
-    let request = first_request(&scene, 4011, MessageType::Request, false)
-        .unwrap_or_else(|| scene.fail("AAVMF never asked on port 4011"));
-    scene.check(
-        *request.0.dst.ip() == server && capture::arch(&request.1) == Some(11),
-        || "4011 request not sent to the proxy, or not arch 11".into(),
-    );
-    let (ack_seen, ack) = proxy_reply_to(&scene, &request)
-        .unwrap_or_else(|| scene.fail("no reply to AAVMF's port-4011 request"));
-    scene.check(
-        ack_seen.src == SocketAddrV4::new(server, 4011) && ack_seen.dst == request.0.src,
-        || {
-            format!(
-                "4011 ACK went {} -> {}, request came from {}",
-                ack_seen.src, ack_seen.dst, request.0.src
-            )
-        },
-    );
-    scene.check(
-        capture::msg_type(&ack) == Some(MessageType::Ack)
-            && capture::field_text(ack.fname()) == "grubnetaa64.efi"
-            && ack.siaddr() == server,
-        || "4011 ACK: expected file grubnetaa64.efi and siaddr = server".into(),
     );
 
     // rackboot's log: offer (Arm64Uefi, no file) then the ACK with GRUB,
