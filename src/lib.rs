@@ -17,6 +17,8 @@ pub mod init;
 pub mod limits;
 pub mod net;
 pub mod privileges;
+pub mod published;
+pub mod reload;
 pub mod reactor;
 pub mod signals;
 pub mod suggest;

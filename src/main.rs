@@ -3,10 +3,13 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rackboot::config::{Cli, Command, Config, LogFormat};
-use rackboot::dhcp::Policy;
+use rackboot::published::Published;
+use rackboot::reload::Running;
+use rackboot::signals::Wake;
 use rackboot::files::{FileCache, Root};
 use rackboot::reactor::{ProxyRun, Server, proxy};
 
@@ -103,30 +106,27 @@ fn serve(cli: &Cli) -> Result<(), String> {
     }
     let shards = config.settings.shards;
     let cache = FileCache::new(root, shards).with_naming(config.naming.clone());
-    let proxy_run = match &config.proxy {
-        Some(proxy_config) => {
-            // HTTP boot URLs written as paths point at our own HTTP port.
-            let http_port = config.settings.http_listen.first().map_or(80, |a| a.port());
-            let policy = Policy::new(proxy_config.clone())
-                .map_err(|e| format!("proxyDHCP configuration: {e}"))?
-                .with_http_port(http_port);
+    let policy = rackboot::reload::policy_for(&config)?.map(|p| Arc::new(Published::new(p)));
+    let proxy_run = match &policy {
+        Some(policy) => {
             let sockets =
                 proxy::bind(&config.proxy_listen).map_err(|e| format!("proxyDHCP: {e}"))?;
             Some(ProxyRun {
                 sockets,
-                policy,
+                policy: policy.clone(),
                 listen: config.proxy_listen.clone(),
             })
         }
         None => None,
     };
     let proxy_on = proxy_run.is_some();
-    // SIGINT/SIGTERM are taken by sigwait below; block them before any
-    // thread starts so every thread inherits the mask.
+    // SIGINT/SIGTERM/SIGHUP are taken by sigwait below; block them before
+    // any thread starts so every thread inherits the mask.
     let signals = rackboot::signals::block_termination();
     let listen = config.settings.listen.clone();
     let http_listen = config.settings.http_listen.clone();
-    let bound = Server::bind(config.settings, cache, proxy_run).map_err(|e| e.to_string())?;
+    let bound =
+        Server::bind(config.settings.clone(), cache, proxy_run).map_err(|e| e.to_string())?;
     // Every socket is bound: drop privileges before any request is served.
     if let Some(user) = &config.user {
         rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
@@ -158,7 +158,27 @@ fn serve(cli: &Cli) -> Result<(), String> {
                 .unwrap_or_default()
         );
     }
-    let signal = rackboot::signals::wait(&signals, || server.any_shard_exited());
+    let signal = loop {
+        match rackboot::signals::wait_or_reload(&signals, || server.any_shard_exited()) {
+            Wake::Stop(signal) => break signal,
+            Wake::Reload => {
+                let running = Running {
+                    started: &config,
+                    policy: policy.as_ref(),
+                    cache: &server.shared().cache,
+                };
+                match rackboot::reload::reload(cli, &running) {
+                    Ok(notes) => {
+                        tracing::info!("SIGHUP: configuration reloaded for new requests");
+                        for note in notes {
+                            tracing::warn!("{note}");
+                        }
+                    }
+                    Err(e) => tracing::error!("SIGHUP: the configuration stays as it was: {e}"),
+                }
+            }
+        }
+    };
     tracing::info!("{signal}: finishing running transfers");
     let stats = server.shutdown().map_err(|e| e.to_string())?;
     tracing::info!(

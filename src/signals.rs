@@ -1,11 +1,10 @@
-//! Termination signals, taken synchronously by the main thread.
-
-use std::time::Duration;
+//! Termination and reload signals, taken synchronously by the main thread.
 
 pub struct Blocked(libc::sigset_t);
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and every thread it
-/// starts afterwards), so that only `wait` receives them.
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and every
+/// thread it starts afterwards), so that only `wait` and `wait_or_reload`
+/// receive them.
 pub fn block_termination() -> Blocked {
     // SAFETY: sigset operations on a local set; pthread_sigmask changes this
     // thread's mask only.
@@ -14,27 +13,53 @@ pub fn block_termination() -> Blocked {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         Blocked(set)
     }
 }
 
-/// Waits for SIGINT or SIGTERM, or until `stop_early` says so (checked
-/// every second). Returns what happened, for the log.
-pub fn wait(blocked: &Blocked, stop_early: impl Fn() -> bool) -> &'static str {
+/// What the main thread was woken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Stop, for this reason (for the log).
+    Stop(&'static str),
+    /// SIGHUP: read the configuration again.
+    Reload,
+}
+
+/// Waits for SIGINT or SIGTERM (stop), SIGHUP (reload), or until
+/// `stop_early` says so (checked every second).
+pub fn wait_or_reload(blocked: &Blocked, stop_early: impl Fn() -> bool) -> Wake {
+    loop {
+        match next(blocked) {
+            Some(libc::SIGINT) => return Wake::Stop("SIGINT"),
+            Some(libc::SIGTERM) => return Wake::Stop("SIGTERM"),
+            Some(libc::SIGHUP) => return Wake::Reload,
+            _ if stop_early() => return Wake::Stop("a shard stopped"),
+            _ => {}
+        }
+    }
+}
+
+/// The next blocked signal, or `None` after a second without one.
+fn next(blocked: &Blocked) -> Option<libc::c_int> {
     let timeout = libc::timespec {
-        tv_sec: Duration::from_secs(1).as_secs() as _,
+        tv_sec: 1,
         tv_nsec: 0,
     };
+    // SAFETY: the set and timeout are valid for the call; a null siginfo
+    // pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(&blocked.0, std::ptr::null_mut(), &timeout) };
+    (sig > 0).then_some(sig)
+}
+
+/// Waits for SIGINT or SIGTERM, or until `stop_early` says so (checked
+/// every second; a SIGHUP is ignored). Returns what happened, for the log.
+pub fn wait(blocked: &Blocked, stop_early: impl Fn() -> bool) -> &'static str {
     loop {
-        // SAFETY: the set and timeout are valid for the call; a null
-        // siginfo pointer is allowed.
-        let sig = unsafe { libc::sigtimedwait(&blocked.0, std::ptr::null_mut(), &timeout) };
-        match sig {
-            libc::SIGINT => return "SIGINT",
-            libc::SIGTERM => return "SIGTERM",
-            _ if stop_early() => return "a shard stopped",
-            _ => {}
+        if let Wake::Stop(why) = wait_or_reload(blocked, &stop_early) {
+            return why;
         }
     }
 }

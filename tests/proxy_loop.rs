@@ -128,7 +128,8 @@ impl Running {
                 },
                 ..ProxyConfig::default()
             };
-            proxy::run(sockets, Policy::new(config).unwrap(), listen, shared, io)
+            let policy = std::sync::Arc::new(rackboot::published::Published::new(Policy::new(config).unwrap()));
+            proxy::run(sockets, policy, listen, shared, io)
         });
         let (shared, dhcp, pxe) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         drop(root);

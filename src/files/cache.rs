@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::lease::{SendGate, Watcher};
 use super::remap::{Client, Naming};
+use crate::published::Published;
 use super::resolve::{ResolveError, Root};
 
 /// What identifies one version of a file.
@@ -151,8 +152,9 @@ impl Drop for ServedFile {
 #[derive(Debug)]
 pub struct FileCache {
     root: Root,
-    /// Remap rules and per-client roots, applied before resolution.
-    naming: Naming,
+    /// Remap rules and per-client roots, applied before resolution;
+    /// published so a reload can replace them.
+    naming: Published<Naming>,
     shards: usize,
     entries: Mutex<HashMap<(u64, u64), Weak<ServedFile>>>,
     /// Netascii conversions, one per file version (the version converted
@@ -172,7 +174,7 @@ impl FileCache {
     pub fn new(root: Root, shards: usize) -> FileCache {
         FileCache {
             root,
-            naming: Naming::default(),
+            naming: Published::default(),
             shards,
             entries: Mutex::new(HashMap::new()),
             netascii: Mutex::new(HashMap::new()),
@@ -185,9 +187,14 @@ impl FileCache {
 
     /// Rewrites requested names with `naming` (remap rules, per-client
     /// roots) before they are resolved.
-    pub fn with_naming(mut self, naming: Naming) -> FileCache {
-        self.naming = naming;
+    pub fn with_naming(self, naming: Naming) -> FileCache {
+        self.naming.publish(naming);
         self
+    }
+
+    /// Replaces the naming rules for requests from now on (a reload).
+    pub fn set_naming(&self, naming: Naming) {
+        self.naming.publish(naming);
     }
 
     /// Opens what `client` asked for: [`FileCache::open`] of the name after
@@ -213,22 +220,22 @@ impl FileCache {
 
     /// The name to resolve for `client`; `None` when no rule applies.
     fn name_for(&self, requested: &[u8], client: IpAddr) -> Result<Option<Vec<u8>>, ResolveError> {
-        if self.naming.is_identity() {
+        let naming = self.naming.snapshot();
+        if naming.is_identity() {
             return Ok(None);
         }
         let client = Client {
             ip: client,
-            mac: if self.naming.wants_mac() {
+            mac: if naming.wants_mac() {
                 crate::net::neighbours::mac_of(client)
             } else {
                 None
             },
         };
-        let mut name = self
-            .naming
+        let mut name = naming
             .remap(requested, &client)
             .map_err(|_| ResolveError::Refused)?;
-        if let Some(dir) = self.naming.client_dir(&client)
+        if let Some(dir) = naming.client_dir(&client)
             && self.root.has_dir(&dir)
         {
             let mut inside = dir.into_bytes();

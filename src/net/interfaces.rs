@@ -9,8 +9,7 @@
 //! ask the kernel.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use crate::published::{Published, Reader};
 
 use crate::wire::netlink::{Addr, Event, Link, Name};
 
@@ -162,67 +161,17 @@ impl InterfaceTable {
     }
 }
 
-/// The current table, shared by the watcher that writes it and the
-/// threads that read it.
-#[derive(Debug, Default)]
-pub struct Interfaces {
-    current: RwLock<Arc<InterfaceTable>>,
-    /// Bumped after every publish; readers compare it with what they saw.
-    generation: AtomicU64,
-}
+/// The current table, for every thread that answers packets.
+pub type Interfaces = Published<InterfaceTable>;
 
-impl Interfaces {
-    pub fn new(table: InterfaceTable) -> Interfaces {
-        Interfaces {
-            current: RwLock::new(Arc::new(table)),
-            generation: AtomicU64::new(1),
-        }
-    }
-
-    /// Makes `table` the current one for every reader.
-    pub fn publish(&self, table: InterfaceTable) {
-        let table = Arc::new(table);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = table;
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// A copy of the current table.
-    pub fn snapshot(&self) -> Arc<InterfaceTable> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// A reader for one thread.
-    pub fn view(self: &Arc<Self>) -> View {
-        View {
-            seen: self.generation.load(Ordering::Acquire),
-            table: self.snapshot(),
-            shared: self.clone(),
-        }
-    }
-}
-
-/// One thread's handle on the table: the table it last took and the
-/// generation it was.
-#[derive(Debug, Clone)]
-pub struct View {
-    shared: Arc<Interfaces>,
-    table: Arc<InterfaceTable>,
-    seen: u64,
-}
+/// One thread's handle on the table.
+pub type View = Reader<InterfaceTable>;
 
 impl View {
     /// The current table: one atomic load, and a reference count taken
     /// under the read lock only when the table changed since last time.
     pub fn table(&mut self) -> &InterfaceTable {
-        let now = self.shared.generation.load(Ordering::Acquire);
-        if now != self.seen {
-            self.table = self.shared.snapshot();
-            self.seen = now;
-        }
-        &self.table
+        self.get()
     }
 }
 
@@ -303,8 +252,8 @@ mod tests {
 
     #[test]
     fn views_see_a_published_table() {
-        let shared = Arc::new(Interfaces::new(InterfaceTable::new()));
-        let mut view = shared.view();
+        let shared = std::sync::Arc::new(Interfaces::new(InterfaceTable::new()));
+        let mut view = shared.reader();
         assert!(view.table().interfaces().is_empty());
         let mut t = InterfaceTable::new();
         t.apply(&link(1, "lo", 65536));

@@ -32,7 +32,7 @@ pub enum IoMode {
 }
 
 /// Everything a shard needs to know, fixed at start-up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// HTTP listen addresses (none: HTTP off).
@@ -130,7 +130,8 @@ pub struct Server {
 /// The proxyDHCP half, bound and ready to run beside the TFTP shards.
 pub struct ProxyRun {
     pub sockets: proxy::ProxySockets,
-    pub policy: crate::dhcp::Policy,
+    /// Published so a reload can swap it under the running proxy.
+    pub policy: Arc<crate::published::Published<crate::dhcp::Policy>>,
     pub listen: proxy::ProxyListen,
 }
 

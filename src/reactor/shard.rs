@@ -199,7 +199,7 @@ impl ShardCore {
         }
         let ports = PortPicker::new(shared.settings.port_range, index);
         ShardCore {
-            interfaces: shared.interfaces.view(),
+            interfaces: shared.interfaces.reader(),
             index,
             shared,
             endpoints,

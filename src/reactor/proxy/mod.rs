@@ -30,9 +30,10 @@ use crate::dhcp::{
     SilenceCounts,
 };
 use crate::net::View;
+use crate::published::{Published, Reader};
 
 /// How the proxy listens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyListen {
     /// Bind to this interface only (SO_BINDTODEVICE).
     pub interface: Option<String>,
@@ -158,14 +159,14 @@ const PXE_BATCHES_PER_TURN: usize = 4;
 /// `backend` is io_uring (and its set-up works), else with `recvmmsg`.
 pub fn run(
     sockets: ProxySockets,
-    policy: Policy,
+    policy: Arc<Published<Policy>>,
     settings: ProxyListen,
     shared: Arc<Shared>,
     backend: IoMode,
 ) -> ProxyStats {
     let mut answerer = Answerer {
-        policy,
-        interfaces: shared.interfaces.view(),
+        policy: policy.reader(),
+        interfaces: shared.interfaces.reader(),
         settings,
         stats: ProxyStats::default(),
         delayed: DelayQueue::default(),
@@ -249,7 +250,8 @@ fn serve_recvmmsg(server: &mut Answerer, shared: &Shared) {
 
 /// Everything the loop needs to answer a batch.
 struct Answerer {
-    policy: Policy,
+    /// Swapped by a reload; looked at once per request (one atomic load).
+    policy: Reader<Policy>,
     interfaces: View,
     settings: ProxyListen,
     stats: ProxyStats,
@@ -306,7 +308,7 @@ impl Answerer {
             source: arrival.from,
             local_addr: local,
         };
-        let reply = match self.policy.answer(&request, &mut self.scratch) {
+        let reply = match self.policy.get().answer(&request, &mut self.scratch) {
             Ok(reply) => reply,
             Err(silence) => {
                 self.stats.silences.add(silence.reason());
