@@ -1,6 +1,14 @@
 //! `rackboot check`: validates a configuration without serving. Every
 //! boot file it names must be servable from the root, every address must
-//! exist here, every port must be free.
+//! exist here, every port must be free, and every file the boot loaders'
+//! own configurations name (pxelinux, GRUB, iPXE) must be servable too;
+//! those findings name the configuration file and line.
+
+pub mod findings;
+pub mod grub;
+pub mod ipxe;
+pub mod pxelinux;
+pub mod tree;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -8,6 +16,17 @@ use std::path::Path;
 use crate::config::{Cli, Config};
 use crate::dhcp::Policy;
 use crate::files::{ResolveError, Root};
+use findings::Findings;
+use tree::{Server, Target, Tree};
+
+/// One thing a boot loader's configuration names: the 1-based line, the
+/// directive, and the path (or label) as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<D> {
+    pub line: usize,
+    pub directive: D,
+    pub path: String,
+}
 
 /// Runs every check, prints one line per finding, fails if any is an error.
 pub fn run(cli: &Cli) -> Result<(), String> {
@@ -105,7 +124,52 @@ pub fn check(config: &Config) -> Vec<String> {
     for &addr in &config.settings.listen {
         out.push(check_port(addr, "TFTP"));
     }
+    if let Some(root) = &root {
+        out.extend(check_loaders(root, config).iter().map(ToString::to_string));
+    }
     out
+}
+
+/// The boot loaders' own configurations under the root: every pxelinux
+/// configuration of the pxelinux loaders served, every `grub.cfg`, every
+/// iPXE script.
+pub fn check_loaders(root: &Root, config: &Config) -> Vec<findings::Finding> {
+    let tree = Tree::scan(root, Server::of(config));
+    let mut out = Findings::default();
+    // The pxelinux loaders the proxy hands out, or, without proxyDHCP
+    // (another DHCP server names the file), every one under the root.
+    let loaders: Vec<String> = match &config.proxy {
+        Some(proxy) => {
+            let mut loaders = Vec::new();
+            let files = proxy
+                .boot
+                .iter()
+                .map(|b| &b.file)
+                .chain(proxy.mac.iter().map(|m| &m.file));
+            for file in files.filter(|f| pxelinux::is_loader(f)) {
+                if let Target::Local(path) = Target::relative(file, "")
+                    && tree.exists(&path)
+                    && !loaders.contains(&path)
+                {
+                    loaders.push(path);
+                }
+            }
+            loaders
+        }
+        None => tree
+            .files()
+            .filter(|f| pxelinux::is_loader(f))
+            .map(str::to_owned)
+            .collect(),
+    };
+    pxelinux::check(&tree, &loaders, &mut out);
+    grub::check(&tree, &mut out);
+    let script = config
+        .proxy
+        .as_ref()
+        .and_then(|p| p.proxy.ipxe_script.as_deref());
+    ipxe::check(&tree, script, &mut out);
+    out.into_vec()
 }
 
 fn check_file(root: &Root, file: &str, what: &str) -> String {

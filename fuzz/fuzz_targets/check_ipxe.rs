@@ -1,0 +1,26 @@
+//! The iPXE script parser on any bytes: records with real line numbers and
+//! non-empty one-line paths, never a panic; and the path resolution after
+//! it never leaves the root.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rackboot::check::tree::{Server, Target};
+
+fuzz_target!(|data: &[u8]| {
+    let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    let server = Server::default();
+    for r in rackboot::check::ipxe::parse(data) {
+        assert!((1..=lines).contains(&r.line), "line {} of {lines}", r.line);
+        assert!(!r.path.is_empty() && !r.path.contains('\n'));
+        if let Target::Local(path) = Target::resolve(&r.path, "boot", &server) {
+            assert!(!path.starts_with('/'), "{path}");
+            assert!(
+                path.is_empty()
+                    || path
+                        .split('/')
+                        .all(|p| !p.is_empty() && p != "." && p != ".."),
+                "{path}"
+            );
+        }
+    }
+});
