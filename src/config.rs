@@ -238,6 +238,8 @@ pub struct Config {
     pub proxy_listen: ProxyListen,
     /// Remap rules and per-client roots.
     pub naming: crate::files::Naming,
+    /// Where imported boot files were named (file, `path:line`).
+    pub origins: Vec<(String, String)>,
     /// Things in the imported configuration rackboot does not run.
     pub warnings: Vec<String>,
 }
@@ -565,6 +567,15 @@ impl Config {
             proxy,
             proxy_listen,
             naming,
+            origins: dnsmasq
+                .as_ref()
+                .map(|d| {
+                    d.origins
+                        .iter()
+                        .map(|(file, path, line)| (file.clone(), format!("{}:{line}", path.display())))
+                        .collect()
+                })
+                .unwrap_or_default(),
             warnings,
         })
     }

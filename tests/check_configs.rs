@@ -87,13 +87,13 @@ fn seed_tree_gives_its_two_typos_and_nothing_else() {
     );
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dnsmasq/user-proxy.conf");
     let seed = Cli {
-        dnsmasq_conf: Some(conf),
+        dnsmasq_conf: Some(conf.clone()),
         ..cli(dir.path(), &[])
     };
     let found = problems(&seed);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
-        found[0].starts_with("error: boot file pxlinux.0 (")
+        found[0].starts_with(&format!("error: {}:4: boot file pxlinux.0 (", conf.display()))
             && found[0].ends_with("did you mean pxelinux.0?"),
         "{found:#?}"
     );

@@ -111,7 +111,8 @@ pub fn check(config: &Config) -> Vec<String> {
         }
         if let Some(root) = &root {
             for (file, uses) in files {
-                out.push(check_file(root, &file, &uses.join(", ")));
+                let origin = config.origins.iter().find(|(f, _)| *f == file);
+                out.push(check_file(root, &file, &uses.join(", "), origin.map(|(_, at)| at.as_str())));
             }
         }
         for port in [config.proxy_listen.dhcp_port, config.proxy_listen.pxe_port] {
@@ -172,7 +173,17 @@ pub fn check_loaders(root: &Root, config: &Config) -> Vec<findings::Finding> {
     out.into_vec()
 }
 
-fn check_file(root: &Root, file: &str, what: &str) -> String {
+/// A boot file's finding; `origin` (`path:line`) is where the
+/// configuration named it, when known.
+fn check_file(root: &Root, file: &str, what: &str, origin: Option<&str>) -> String {
+    let finding = check_file_at(root, file, what);
+    match (origin, finding.split_once(": ")) {
+        (Some(at), Some((level, rest))) if level != "ok" => format!("{level}: {at}: {rest}"),
+        _ => finding,
+    }
+}
+
+fn check_file_at(root: &Root, file: &str, what: &str) -> String {
     match root.open_file(file.as_bytes()) {
         Ok(_) => format!("ok: boot file {file} ({what})"),
         Err(ResolveError::NotFound) => {
@@ -284,9 +295,9 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            text.matches("error: boot file pxlinux.0").count(),
+            text.matches("user-proxy.conf:4: boot file pxlinux.0").count(),
             1,
-            "{text}"
+            "the finding names the dhcp-boot line: {text}"
         );
         assert!(text.contains("did you mean pxelinux.0?"), "{text}");
     }

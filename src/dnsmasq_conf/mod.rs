@@ -61,6 +61,9 @@ pub struct Imported {
     pub log_dhcp: bool,
     /// Lines not imported, or imported with a difference, in reading order.
     pub warnings: Vec<Warning>,
+    /// Where each boot file was named (`pxe-service`, `dhcp-boot`), for
+    /// findings about it.
+    pub origins: Vec<(String, PathBuf, usize)>,
 }
 
 /// A `dhcp-range=<network>,proxy[,<netmask>]` line.
@@ -258,6 +261,7 @@ impl Importer {
                 dns_disabled: false,
                 log_dhcp: false,
                 warnings: Vec::new(),
+                origins: Vec::new(),
             },
             file: origin.to_owned(),
             line: 0,
@@ -470,6 +474,9 @@ impl Importer {
                     }
                     return Ok(());
                 }
+                self.out
+                    .origins
+                    .push((file.clone(), self.file.clone(), self.line));
                 let mut entry = BootEntry::new(arch, file);
                 entry.menu = Some(menu);
                 entry.server = server;
@@ -793,6 +800,8 @@ impl Importer {
         let Some(boot) = self.dhcp_boot.take() else {
             return;
         };
+        let (at_file, at_line) = boot.at.clone();
+        self.out.origins.push((boot.file.clone(), at_file, at_line));
         for arch in Arch::ALL.into_iter().filter(|a| !a.is_http()) {
             if !self.out.proxy.boot.iter().any(|e| e.arch == arch) {
                 let mut entry = BootEntry::new(arch, boot.file.clone());
