@@ -146,6 +146,20 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Follow each booting machine through a packet capture (live on
+    /// --interface, or --pcap FILE) and print one verdict per machine in
+    /// the firmware's terms (PXE-E51, PXE-E53, PXE-E55, PXE-E32, ...).
+    Doctor {
+        /// Read this pcap file (Ethernet) instead of capturing live.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Follow only this machine (or MAC prefix).
+        #[arg(long, value_name = "MAC")]
+        mac: Option<crate::dhcp::MacPattern>,
+        /// Stop a live capture after this many seconds (default: at Ctrl-C).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
 }
 
 /// The configuration file: the same keys as the flags.

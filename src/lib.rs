@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod dhcp;
 pub mod dnsmasq_conf;
+pub mod doctor;
 pub mod files;
 pub mod http;
 pub mod init;

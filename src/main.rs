@@ -36,6 +36,11 @@ fn main() -> ExitCode {
                 .unwrap_or(Path::new(rackboot::config::DEFAULT_ROOT)),
             force,
         ),
+        Some(Command::Doctor {
+            ref pcap,
+            mac,
+            duration,
+        }) => rackboot::doctor::run(cli.interface.as_deref(), pcap.as_deref(), mac, duration),
         None => serve(&built_in_default(cli)),
     };
     match result {

@@ -121,9 +121,7 @@ fn uefi_boots_an_initialised_root_to_the_menu() {
     scene.check_dhcp_server_not_pxe();
 }
 
-#[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 mod netns;
 
 /// The README's first command, `rackboot` with nothing configured, on a
