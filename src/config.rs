@@ -299,7 +299,10 @@ impl FileConfig {
             .iter()
             .flatten()
             .map(|rule| {
-                let line = text[..rule.span().start.min(text.len())].matches('\n').count() + 1;
+                let line = text[..rule.span().start.min(text.len())]
+                    .matches('\n')
+                    .count()
+                    + 1;
                 format!("{}:{line}", path.display())
             })
             .collect();
@@ -313,11 +316,18 @@ fn naming(
     file: &FileConfig,
     imported: Option<crate::files::UniqueRoot>,
 ) -> Result<crate::files::Naming, ConfigError> {
-    let rules: Vec<_> = file.remap.iter().flatten().map(|r| r.get_ref().clone()).collect();
+    let rules: Vec<_> = file
+        .remap
+        .iter()
+        .flatten()
+        .map(|r| r.get_ref().clone())
+        .collect();
     let unique_root = cli.unique_root.or(file.unique_root).or(imported);
     crate::files::Naming::new(&rules, unique_root).map_err(|(index, e)| {
         let place = file.remap_places.get(index).map_or("", String::as_str);
-        err(format!("{place}: {e}; fix the expression (the regex crate's syntax)"))
+        err(format!(
+            "{place}: {e}; fix the expression (the regex crate's syntax)"
+        ))
     })
 }
 
@@ -586,7 +596,9 @@ impl Config {
                 .map(|d| {
                     d.origins
                         .iter()
-                        .map(|(file, path, line)| (file.clone(), format!("{}:{line}", path.display())))
+                        .map(|(file, path, line)| {
+                            (file.clone(), format!("{}:{line}", path.display()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

@@ -264,7 +264,9 @@ mod tests {
     use super::*;
 
     fn loaders_installed() -> bool {
-        LOADERS.iter().all(|&(_, source, _)| Path::new(source).exists())
+        LOADERS
+            .iter()
+            .all(|&(_, source, _)| Path::new(source).exists())
     }
 
     #[test]
@@ -292,10 +294,16 @@ mod tests {
         fs::write(root.join("boot.ipxe"), "#!ipxe\nmine\n").unwrap();
         let third = init(&root, false).unwrap();
         assert_eq!(third.kept, vec![root.join("boot.ipxe")]);
-        assert_eq!(fs::read_to_string(root.join("boot.ipxe")).unwrap(), "#!ipxe\nmine\n");
+        assert_eq!(
+            fs::read_to_string(root.join("boot.ipxe")).unwrap(),
+            "#!ipxe\nmine\n"
+        );
         let forced = init(&root, true).unwrap();
         assert_eq!(forced.written, vec![root.join("boot.ipxe")]);
-        assert_eq!(fs::read_to_string(root.join("boot.ipxe")).unwrap(), BOOT_IPXE);
+        assert_eq!(
+            fs::read_to_string(root.join("boot.ipxe")).unwrap(),
+            BOOT_IPXE
+        );
     }
 
     #[test]
@@ -305,7 +313,11 @@ mod tests {
         let loaders: Vec<Loader> = LOADERS
             .iter()
             .copied()
-            .chain([("grubx64.efi", "/nonexistent/grubnetx64.efi", "grub-efi-amd64-signed")])
+            .chain([(
+                "grubx64.efi",
+                "/nonexistent/grubnetx64.efi",
+                "grub-efi-amd64-signed",
+            )])
             .collect();
         let err = init_from(&root, false, &loaders).unwrap_err();
         assert!(

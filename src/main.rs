@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use rackboot::config::{Cli, Command, Config, LogFormat};
+use rackboot::files::{FileCache, Root};
 use rackboot::published::Published;
+use rackboot::reactor::{ProxyRun, Server, proxy};
 use rackboot::reload::Running;
 use rackboot::signals::Wake;
-use rackboot::files::{FileCache, Root};
-use rackboot::reactor::{ProxyRun, Server, proxy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

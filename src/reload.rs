@@ -77,9 +77,8 @@ pub fn reload(cli: &Cli, running: &Running<'_>) -> Result<Vec<String>, String> {
             "boot entries added: proxyDHCP starts (binding ports 67 and 4011) at the next start"
                 .into(),
         ),
-        (None, Some(_)) => notes.push(
-            "no boot entries left: proxyDHCP keeps the old ones until the next start".into(),
-        ),
+        (None, Some(_)) => notes
+            .push("no boot entries left: proxyDHCP keeps the old ones until the next start".into()),
         (None, None) => {}
     }
     running.cache.set_naming(config.naming);

@@ -93,8 +93,10 @@ fn seed_tree_gives_its_two_typos_and_nothing_else() {
     let found = problems(&seed);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
-        found[0].starts_with(&format!("error: {}:4: boot file pxlinux.0 (", conf.display()))
-            && found[0].ends_with("did you mean pxelinux.0?"),
+        found[0].starts_with(&format!(
+            "error: {}:4: boot file pxlinux.0 (",
+            conf.display()
+        )) && found[0].ends_with("did you mean pxelinux.0?"),
         "{found:#?}"
     );
     assert_eq!(

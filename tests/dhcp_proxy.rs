@@ -1146,7 +1146,8 @@ fn raspberry_pi_answers_can_be_turned_off() {
     let (_, bytes) = answer(&policy, &on_67(&request)).unwrap();
     let (subs, _) = sub_options(&vendor_options(&decode(&bytes)).unwrap());
     assert!(
-        subs.iter().any(|(code, v)| *code == 9 && v.windows(13).any(|w| w == b"Install Linux")),
+        subs.iter()
+            .any(|(code, v)| *code == 9 && v.windows(13).any(|w| w == b"Install Linux")),
         "without raspberry_pi a Pi gets the BIOS menu: {subs:?}"
     );
 }

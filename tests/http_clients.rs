@@ -458,8 +458,8 @@ fn wrk_short_load_is_byte_exact(io: Io) {
         .arg(&file)
         .output()
         .expect("run wrk");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "wrk failed:\n{text}");
     let line = text
         .lines()
@@ -472,7 +472,9 @@ fn wrk_short_load_is_byte_exact(io: Io) {
             .unwrap_or_else(|| panic!("no {key} in {line}"))
     };
     assert!(count("ok") >= 100, "too few responses under load: {line}");
-    for key in ["bad", "other", "connect", "read", "write", "status", "timeout"] {
+    for key in [
+        "bad", "other", "connect", "read", "write", "status", "timeout",
+    ] {
         assert_eq!(count(key), 0, "{key} != 0 under wrk: {line}\n{text}");
     }
 }

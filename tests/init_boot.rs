@@ -45,9 +45,18 @@ fn boot_to_menu(test: &str, n: u8, machine: Machine, timeout: std::time::Duratio
     machine.require();
     let mut scene = Scene::new(test, n);
     let first = init(&scene.root);
-    for file in ["pxelinux.0", "ldlinux.c32", "menu.c32", "pxelinux.cfg/default", "snponly.efi", "boot.ipxe"] {
+    for file in [
+        "pxelinux.0",
+        "ldlinux.c32",
+        "menu.c32",
+        "pxelinux.cfg/default",
+        "snponly.efi",
+        "boot.ipxe",
+    ] {
         let path = scene.root.join(file);
-        scene.check(path.exists(), || format!("init did not write {file}:\n{first}"));
+        scene.check(path.exists(), || {
+            format!("init did not write {file}:\n{first}")
+        });
         scene.check(first.contains(&format!("wrote {}", path.display())), || {
             format!("init did not say it wrote {file}:\n{first}")
         });
@@ -101,7 +110,9 @@ fn bios_boots_an_initialised_root_to_the_menu() {
     // The iPXE ROM got the menu script directly.
     let replies = pxe::proxy_lines(&scene.rackboot_log());
     scene.check(
-        replies.iter().any(|r| r.arch == "Bios" && r.file == "boot.ipxe"),
+        replies
+            .iter()
+            .any(|r| r.arch == "Bios" && r.file == "boot.ipxe"),
         || format!("no Bios offer naming boot.ipxe: {replies:?}"),
     );
     scene.check_dhcp_server_not_pxe();
@@ -114,7 +125,9 @@ fn uefi_boots_an_initialised_root_to_the_menu() {
     let transfers = pxe::tftp_lines(&scene.rackboot_log());
     for file in ["snponly.efi", "boot.ipxe"] {
         scene.check(
-            transfers.iter().any(|t| t.file == file && t.outcome == "Complete"),
+            transfers
+                .iter()
+                .any(|t| t.file == file && t.outcome == "Complete"),
             || format!("{file} not transferred: {transfers:?}"),
         );
     }
@@ -152,7 +165,10 @@ fn the_bare_command_lays_out_and_serves_the_default_tree() {
         if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("rackboot did not start serving the default tree:\n{}", read_log());
+            panic!(
+                "rackboot did not start serving the default tree:\n{}",
+                read_log()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -170,7 +186,11 @@ fn the_bare_command_lays_out_and_serves_the_default_tree() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
     let text = read_log();
-    assert!(out.status.success(), "curl failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read(&got).unwrap(),
         std::fs::read("/usr/lib/PXELINUX/pxelinux.0").unwrap(),

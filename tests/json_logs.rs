@@ -28,15 +28,17 @@ fn transfer_lines(server: Server) -> Vec<serde_json::Value> {
     while !server.log_tail().contains("\"file\":\"missing.bin\"")
         || !server.log_tail().contains("\"outcome\":\"Complete\"")
     {
-        assert!(Instant::now() < deadline, "no read lines:\n{}", server.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "no read lines:\n{}",
+            server.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let text = server.log_tail();
     drop(server);
     text.lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect()
 }
 
@@ -48,8 +50,16 @@ fn check(lines: &[serde_json::Value]) {
     assert_eq!(read["file"], SMALL.name, "{read}");
     assert_eq!(read["bytes"], SMALL.size, "{read}");
     assert_eq!(read["outcome"], "Complete", "{read}");
-    assert!(read["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:")), "{read}");
-    assert!(read["level"] == "INFO" && read["timestamp"].is_string(), "{read}");
+    assert!(
+        read["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{read}"
+    );
+    assert!(
+        read["level"] == "INFO" && read["timestamp"].is_string(),
+        "{read}"
+    );
     let refused = lines
         .iter()
         .find(|l| l["message"] == "read refused" && l["file"] == "missing.bin")

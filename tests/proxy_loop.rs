@@ -128,7 +128,9 @@ impl Running {
                 },
                 ..ProxyConfig::default()
             };
-            let policy = std::sync::Arc::new(rackboot::published::Published::new(Policy::new(config).unwrap()));
+            let policy = std::sync::Arc::new(rackboot::published::Published::new(
+                Policy::new(config).unwrap(),
+            ));
             proxy::run(sockets, policy, listen, shared, io)
         });
         let (shared, dhcp, pxe) = rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -622,7 +622,9 @@ fn lpxelinux_loads_kernel_and_initrd_over_http() {
     let transfers = pxe::tftp_lines(&log);
     for file in ["lpxelinux.0", "ldlinux.c32", "pxelinux.cfg/default"] {
         scene.check(
-            transfers.iter().any(|t| t.file == file && t.outcome == "Complete"),
+            transfers
+                .iter()
+                .any(|t| t.file == file && t.outcome == "Complete"),
             || format!("{file} not transferred over TFTP: {transfers:?}"),
         );
     }

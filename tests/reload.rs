@@ -27,14 +27,20 @@ fn request_4011() -> Vec<u8> {
 /// The boot file the proxy's 4011 ACK names for an x64 UEFI machine.
 fn acked_file(pxe_port: u16) -> String {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let mut buf = [0u8; 1500];
     for _ in 0..3 {
-        socket.send_to(&request_4011(), ("127.0.0.1", pxe_port)).unwrap();
+        socket
+            .send_to(&request_4011(), ("127.0.0.1", pxe_port))
+            .unwrap();
         if let Ok(n) = socket.recv(&mut buf) {
             let ack = Message::decode(&mut Decoder::new(&buf[..n])).expect("a DHCP ACK");
             let file = ack.fname().unwrap_or_default();
-            return String::from_utf8_lossy(file).trim_end_matches('\0').to_owned();
+            return String::from_utf8_lossy(file)
+                .trim_end_matches('\0')
+                .to_owned();
         }
     }
     panic!("no ACK from the proxy on port {pxe_port}");
@@ -53,7 +59,9 @@ struct SlowRead {
 impl SlowRead {
     fn start(server: SocketAddr, file: &str) -> SlowRead {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         socket.send_to(&rrq(file, &[]), server).unwrap();
         SlowRead {
             socket,
@@ -138,7 +146,11 @@ fn sighup_swaps_the_configuration_for_new_requests_only() {
     write_config(&config, "second.efi", "");
     hangup(&server);
     wait_log(&server, "configuration reloaded", 1);
-    assert_eq!(acked_file(pxe_port), "second.efi", "new requests get the new entry");
+    assert_eq!(
+        acked_file(pxe_port),
+        "second.efi",
+        "new requests get the new entry"
+    );
     download.step();
 
     // An invalid file: the error names file:line, nothing changes.
@@ -146,9 +158,10 @@ fn sighup_swaps_the_configuration_for_new_requests_only() {
     hangup(&server);
     wait_log(&server, "the configuration stays as it was", 1);
     assert!(
-        server
-            .log_tail()
-            .contains(&format!("{}:2: unknown field `max_blocksize`", config.display())),
+        server.log_tail().contains(&format!(
+            "{}:2: unknown field `max_blocksize`",
+            config.display()
+        )),
         "{}",
         server.log_tail()
     );

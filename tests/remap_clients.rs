@@ -12,7 +12,11 @@ use std::process::Command;
 use common::{Io, Server, ServerConfig, require_program};
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A root with shared files, a directory for 127.0.0.2 and per-client
@@ -57,7 +61,8 @@ fn tftp_hpa(server: &Server, file: &str, dir: &std::path::Path) -> Option<String
         .arg(&dest)
         .output()
         .expect("run tftp");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if text.contains("Error") || !out.status.success() {
         return None;
     }
@@ -68,10 +73,20 @@ fn tftp_hpa(server: &Server, file: &str, dir: &std::path::Path) -> Option<String
 fn curl_from_2(url: &str) -> Option<String> {
     require_program("curl");
     let out = Command::new("curl")
-        .args(["-s", "-f", "--max-time", "20", "--interface", "127.0.0.2", url])
+        .args([
+            "-s",
+            "-f",
+            "--max-time",
+            "20",
+            "--interface",
+            "127.0.0.2",
+            url,
+        ])
         .output()
         .expect("run curl");
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn unique_root_by_ip(io: Io) {
@@ -157,8 +172,16 @@ replace = '../../../../../../../../etc/passwd'
     .unwrap();
     let r = start(&dir, io, &["--config", config.to_str().unwrap()]);
     for name in ["up", "abs", "many"] {
-        assert_eq!(tftp_hpa(&r.server, name, dir.path()), None, "{name} was served");
-        assert_eq!(curl_from_2(&format!("http://{}/{name}", r.http)), None, "{name} over HTTP");
+        assert_eq!(
+            tftp_hpa(&r.server, name, dir.path()),
+            None,
+            "{name} was served"
+        );
+        assert_eq!(
+            curl_from_2(&format!("http://{}/{name}", r.http)),
+            None,
+            "{name} over HTTP"
+        );
     }
 }
 
@@ -166,7 +189,11 @@ replace = '../../../../../../../../etc/passwd'
 fn a_rule_that_does_not_compile_names_its_file_and_line() {
     let dir = tree();
     let config = dir.path().join("rackboot.toml");
-    std::fs::write(&config, "listen = [\"127.0.0.1:0\"]\n\n[[remap]]\nmatch = 'a(b'\nreplace = 'c'\n").unwrap();
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\"]\n\n[[remap]]\nmatch = 'a(b'\nreplace = 'c'\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rackboot"))
         .args(["check", "--config"])
         .arg(&config)
@@ -175,8 +202,10 @@ fn a_rule_that_does_not_compile_names_its_file_and_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains(&format!("{}:3: remap rule 1: match \"a(b\"", config.display()))
-            && stderr.contains("fix the expression"),
+        stderr.contains(&format!(
+            "{}:3: remap rule 1: match \"a(b\"",
+            config.display()
+        )) && stderr.contains("fix the expression"),
         "{stderr}"
     );
 }

@@ -112,7 +112,12 @@ pub fn check(config: &Config) -> Vec<String> {
         if let Some(root) = &root {
             for (file, uses) in files {
                 let origin = config.origins.iter().find(|(f, _)| *f == file);
-                out.push(check_file(root, &file, &uses.join(", "), origin.map(|(_, at)| at.as_str())));
+                out.push(check_file(
+                    root,
+                    &file,
+                    &uses.join(", "),
+                    origin.map(|(_, at)| at.as_str()),
+                ));
             }
         }
         for port in [config.proxy_listen.dhcp_port, config.proxy_listen.pxe_port] {
@@ -295,7 +300,8 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            text.matches("user-proxy.conf:4: boot file pxlinux.0").count(),
+            text.matches("user-proxy.conf:4: boot file pxlinux.0")
+                .count(),
             1,
             "the finding names the dhcp-boot line: {text}"
         );

@@ -365,7 +365,11 @@ impl Policy {
             });
         }
         let over = self.mac_override(mac);
-        if arch == Arch::Bios && over.is_none() && self.config.proxy.raspberry_pi && is_raspberry_pi(mac) {
+        if arch == Arch::Bios
+            && over.is_none()
+            && self.config.proxy.raspberry_pi
+            && is_raspberry_pi(mac)
+        {
             // The Pi fetches its own files (bootcode.bin, <serial>/start4.elf)
             // from siaddr once option 43 names it.
             return Ok(Plan {

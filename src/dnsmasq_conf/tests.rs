@@ -287,9 +287,7 @@ fn other_pxe_and_tftp_options() {
         })
     );
     let tftp = &imported.tftp;
-    assert!(
-        tftp.enabled && tftp.secure && tftp.single_port && tftp.lowercase && tftp.no_blocksize
-    );
+    assert!(tftp.enabled && tftp.secure && tftp.single_port && tftp.lowercase && tftp.no_blocksize);
     assert_eq!(tftp.interfaces, ["eth0", "eth1"]);
     assert_eq!(tftp.root.as_deref(), Some(Path::new("/srv/tftp")));
     assert_eq!(
@@ -335,12 +333,10 @@ fn malformed_values_name_file_line_and_fix() {
         "dnsmasq.conf:1: a double quote is not closed; add the closing \""
     );
     assert!(
-        err("pxe-prompt=Menu,300")
-            .contains("\"300\" is not a timeout in seconds from 0 to 255")
+        err("pxe-prompt=Menu,300").contains("\"300\" is not a timeout in seconds from 0 to 255")
     );
     assert!(
-        err("pxe-service=x86PC,Install, then reboot,pxelinux,10.0.0.1")
-            .contains("too many fields")
+        err("pxe-service=x86PC,Install, then reboot,pxelinux,10.0.0.1").contains("too many fields")
     );
     assert!(err("pxe-service=x86PC,Install,").contains("empty basename"));
     assert!(err("pxe-service=x86PC").contains("needs a client system type"));
@@ -355,11 +351,9 @@ fn malformed_values_name_file_line_and_fix() {
 
 #[test]
 fn bad_utf8_is_an_error_outside_comments_only() {
-    let imported =
-        import_bytes(b"# d\xe9marrage\nlog-dhcp # \xff\n", Path::new("a.conf")).unwrap();
+    let imported = import_bytes(b"# d\xe9marrage\nlog-dhcp # \xff\n", Path::new("a.conf")).unwrap();
     assert!(imported.log_dhcp);
-    let e =
-        import_bytes(b"log-dhcp\npxe-prompt=D\xe9marrer\n", Path::new("a.conf")).unwrap_err();
+    let e = import_bytes(b"log-dhcp\npxe-prompt=D\xe9marrer\n", Path::new("a.conf")).unwrap_err();
     assert_eq!(e.line, Some(2));
     assert!(e.message.contains("not valid UTF-8"));
 }
@@ -452,9 +446,18 @@ fn never_panics_on_random_input() {
 #[test]
 fn tftp_unique_root_is_imported() {
     use crate::files::UniqueRoot;
-    assert_eq!(ok("tftp-unique-root\n").tftp.unique_root, Some(UniqueRoot::Ip));
-    assert_eq!(ok("tftp-unique-root=ip\n").tftp.unique_root, Some(UniqueRoot::Ip));
-    assert_eq!(ok("tftp-unique-root=mac\n").tftp.unique_root, Some(UniqueRoot::Mac));
+    assert_eq!(
+        ok("tftp-unique-root\n").tftp.unique_root,
+        Some(UniqueRoot::Ip)
+    );
+    assert_eq!(
+        ok("tftp-unique-root=ip\n").tftp.unique_root,
+        Some(UniqueRoot::Ip)
+    );
+    assert_eq!(
+        ok("tftp-unique-root=mac\n").tftp.unique_root,
+        Some(UniqueRoot::Mac)
+    );
     assert!(err("tftp-unique-root=uuid\n").contains("tftp-unique-root=ip|mac"));
     assert!(warnings(&ok("tftp-unique-root\n")).is_empty());
 }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::lease::{SendGate, Watcher};
 use super::remap::{Client, Naming};
-use crate::published::Published;
 use super::resolve::{ResolveError, Root};
+use crate::published::Published;
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,11 @@ impl FileCache {
 
     /// Opens what `client` asked for: [`FileCache::open`] of the name after
     /// the remap rules, in the client's own directory when there is one.
-    pub fn open_for(&self, requested: &[u8], client: IpAddr) -> Result<Arc<ServedFile>, ResolveError> {
+    pub fn open_for(
+        &self,
+        requested: &[u8],
+        client: IpAddr,
+    ) -> Result<Arc<ServedFile>, ResolveError> {
         match self.name_for(requested, client)? {
             Some(name) => self.open(&name),
             None => self.open(requested),

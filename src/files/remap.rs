@@ -76,7 +76,10 @@ impl Naming {
                 .build()
                 .map_err(|e| {
                     let e = e.to_string().replace('\n', " ");
-                    (i, format!("remap rule {}: match {:?}: {e}", i + 1, rule.pattern))
+                    (
+                        i,
+                        format!("remap rule {}: match {:?}: {e}", i + 1, rule.pattern),
+                    )
                 })?;
             compiled.push((regex, rule.replace.clone().into_bytes(), rule.last));
         }
@@ -197,17 +200,26 @@ mod tests {
 
     #[test]
     fn mac_and_unique_roots() {
-        let naming = Naming::new(&[rule("^boot$", "${mac}/boot.ipxe", false)], Some(UniqueRoot::Mac))
-            .unwrap();
+        let naming = Naming::new(
+            &[rule("^boot$", "${mac}/boot.ipxe", false)],
+            Some(UniqueRoot::Mac),
+        )
+        .unwrap();
         assert!(naming.wants_mac());
         assert_eq!(
             naming.remap(b"boot", &CLIENT).unwrap(),
             b"52-54-00-ab-00-01/boot.ipxe"
         );
-        assert_eq!(naming.client_dir(&CLIENT).as_deref(), Some("52-54-00-ab-00-01"));
+        assert_eq!(
+            naming.client_dir(&CLIENT).as_deref(),
+            Some("52-54-00-ab-00-01")
+        );
         let by_ip = Naming::new(&[], Some(UniqueRoot::Ip)).unwrap();
         assert_eq!(by_ip.client_dir(&CLIENT).as_deref(), Some("10.0.0.7"));
-        let unknown = Client { mac: None, ..CLIENT };
+        let unknown = Client {
+            mac: None,
+            ..CLIENT
+        };
         assert_eq!(naming.client_dir(&unknown), None);
     }
 

@@ -8,8 +8,8 @@
 //! table only when it moved, so the packet paths never lock, allocate or
 //! ask the kernel.
 
-use std::net::Ipv4Addr;
 use crate::published::{Published, Reader};
+use std::net::Ipv4Addr;
 
 use crate::wire::netlink::{Addr, Event, Link, Name};
 

@@ -132,7 +132,10 @@ impl HttpIo for EpollIo {
         };
         // SAFETY: valid epoll fd and socket fd; `ev` is read during the call.
         if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-            tracing::warn!("cannot watch an HTTP socket: {}", io::Error::last_os_error());
+            tracing::warn!(
+                "cannot watch an HTTP socket: {}",
+                io::Error::last_os_error()
+            );
         }
     }
 

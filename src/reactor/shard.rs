@@ -679,7 +679,10 @@ impl ShardCore {
         self.stats.requests += 1;
         let opened = match req.mode {
             wire::Mode::Octet => self.shared.cache.open_for(req.filename, meta.from.ip()),
-            wire::Mode::Netascii => self.shared.cache.open_netascii_for(req.filename, meta.from.ip()),
+            wire::Mode::Netascii => self
+                .shared
+                .cache
+                .open_netascii_for(req.filename, meta.from.ip()),
         };
         let file = match opened {
             Ok(f) => f,

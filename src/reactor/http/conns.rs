@@ -122,7 +122,11 @@ impl HttpShard {
         match key {
             HttpKey::Listener(i) => self.accept(io, i, now),
             HttpKey::Conn { key, generation } => {
-                if self.conns.get(key).is_some_and(|c| c.generation == generation) {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
                     self.drive(io, key, now);
                 }
             }
@@ -403,4 +407,3 @@ fn lookup(
         }
     }
 }
-
