@@ -8,21 +8,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Fixture, Io, Server, ServerConfig, TestFile, pattern_bytes, require_program, write_pattern_file,
+    Fixture, Io, Server, ServerConfig, TestFile, free_tcp_port, pattern_bytes, require_program,
+    write_pattern_file,
 };
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Http {
     _server: Server,

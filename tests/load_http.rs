@@ -55,14 +55,6 @@ fn boot_root(root: &Path) -> u64 {
     BOOT_FILES.iter().map(|(_, size)| size).sum::<u64>() + DEFAULT_CFG.len() as u64
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// rackboot serving `root` over TFTP and over HTTP on 127.0.0.1.
 fn start(root: &Path, io: Io) -> (Server, SocketAddr) {
     let http: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();

@@ -6,18 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 
-use common::{Io, Server, ServerConfig, require_program};
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Io, Server, ServerConfig, free_tcp_port, require_program};
 
 /// A root with shared files, a directory for 127.0.0.2 and per-client
 /// configurations; returns it (kept alive by the TempDir).

@@ -181,14 +181,7 @@ pub fn check_loaders(root: &Root, config: &Config) -> Vec<findings::Finding> {
 /// A boot file's finding; `origin` (`path:line`) is where the
 /// configuration named it, when known.
 fn check_file(root: &Root, file: &str, what: &str, origin: Option<&str>) -> String {
-    let finding = check_file_at(root, file, what);
-    match (origin, finding.split_once(": ")) {
-        (Some(at), Some((level, rest))) if level != "ok" => format!("{level}: {at}: {rest}"),
-        _ => finding,
-    }
-}
-
-fn check_file_at(root: &Root, file: &str, what: &str) -> String {
+    let at = origin.map(|o| format!("{o}: ")).unwrap_or_default();
     match root.open_file(file.as_bytes()) {
         Ok(_) => format!("ok: boot file {file} ({what})"),
         Err(ResolveError::NotFound) => {
@@ -197,11 +190,11 @@ fn check_file_at(root: &Root, file: &str, what: &str) -> String {
                 .map(|near| format!("; did you mean {near}?"))
                 .unwrap_or_default();
             format!(
-                "error: boot file {file} ({what}) not found under {}{hint}",
+                "error: {at}boot file {file} ({what}) not found under {}{hint}",
                 root.path().display()
             )
         }
-        Err(e) => format!("error: boot file {file} ({what}) cannot be served: {e}"),
+        Err(e) => format!("error: {at}boot file {file} ({what}) cannot be served: {e}"),
     }
 }
 

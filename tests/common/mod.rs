@@ -311,6 +311,15 @@ impl Drop for Server {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A UDP port that is free on 127.0.0.1 (and on ::1 too if `ipv6`).
 pub fn free_udp_port(ipv6: bool) -> u16 {
     for _ in 0..100 {

@@ -60,6 +60,9 @@ pub struct HttpShard {
     conns: Slab<Conn>,
     /// Connections that stopped at [`DRIVE_BUDGET`] with more to send.
     ready: Vec<usize>,
+    /// The list being worked through (swapped with `ready`, so neither
+    /// gives its memory back between turns).
+    going_on: Vec<usize>,
     generation: u32,
     limits: Limits,
     next_sweep: Instant,
@@ -78,6 +81,7 @@ impl HttpShard {
             listeners,
             conns: Slab::new(),
             ready: Vec::new(),
+            going_on: Vec::new(),
             generation: 0,
             limits: Limits::default(),
             next_sweep: Instant::now() + SWEEP,
@@ -136,12 +140,15 @@ impl HttpShard {
     /// Goes on with the connections that stopped at their budget, and
     /// closes those whose deadline passed.
     pub fn on_timers(&mut self, io: &mut impl HttpIo, now: Instant) {
-        for key in std::mem::take(&mut self.ready) {
+        std::mem::swap(&mut self.ready, &mut self.going_on);
+        for i in 0..self.going_on.len() {
+            let key = self.going_on[i];
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.queued = false;
                 self.drive(io, key, now);
             }
         }
+        self.going_on.clear();
         if now >= self.next_sweep {
             self.sweep(io, now);
             self.next_sweep = now + SWEEP;
