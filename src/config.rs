@@ -43,6 +43,10 @@ pub struct Cli {
     /// defaults to 80 [default: off].
     #[arg(global = true, long, value_name = "ADDR[:PORT]")]
     pub http_listen: Vec<String>,
+    /// Serve Prometheus metrics at /metrics on this address; the port
+    /// defaults to 9469 [default: off].
+    #[arg(global = true, long, value_name = "ADDR[:PORT]")]
+    pub metrics_listen: Option<String>,
     /// Open HTTP connections, in all; more are answered 503 with
     /// Retry-After [default: 10000].
     #[arg(global = true, long, value_name = "N")]
@@ -169,6 +173,7 @@ pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub http_listen: Option<Vec<String>>,
+    pub metrics_listen: Option<String>,
     pub max_http_connections: Option<usize>,
     pub port_range: Option<String>,
     pub single_port: Option<bool>,
@@ -205,6 +210,7 @@ const KEYS: &[&str] = &[
     "root",
     "listen",
     "http_listen",
+    "metrics_listen",
     "max_http_connections",
     "port_range",
     "single_port",
@@ -247,6 +253,8 @@ pub struct Config {
     pub root_options: RootOptions,
     pub settings: Settings,
     pub user: Option<String>,
+    /// `--metrics-listen`: where /metrics is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The proxyDHCP policy's configuration, when proxyDHCP is on.
     pub proxy: Option<ProxyConfig>,
     pub proxy_listen: ProxyListen,
@@ -588,6 +596,12 @@ impl Config {
             root_options,
             settings: s,
             user: cli.user.clone().or(file.user.clone()),
+            metrics_listen: cli
+                .metrics_listen
+                .as_ref()
+                .or(file.metrics_listen.as_ref())
+                .map(|l| parse_address(l, "metrics_listen", 9469))
+                .transpose()?,
             proxy,
             proxy_listen,
             naming,

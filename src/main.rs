@@ -132,11 +132,19 @@ fn serve(cli: &Cli) -> Result<(), String> {
     let http_listen = config.settings.http_listen.clone();
     let bound =
         Server::bind(config.settings.clone(), cache, proxy_run).map_err(|e| e.to_string())?;
+    let metrics_listener = (config.metrics_listen)
+        .map(rackboot::metrics::endpoint::bind)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     // Every socket is bound: drop privileges before any request is served.
     if let Some(user) = &config.user {
         rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
     }
     let server = bound.start().map_err(|e| e.to_string())?;
+    let _metrics = metrics_listener
+        .map(|l| rackboot::metrics::endpoint::spawn(l, server.exposition()))
+        .transpose()
+        .map_err(|e| format!("metrics: {e}"))?;
     for addr in &listen {
         tracing::info!(
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",

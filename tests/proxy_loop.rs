@@ -74,6 +74,8 @@ fn fixture(name: &str) -> Vec<u8> {
 /// namespace.
 struct Running {
     shared: Arc<Shared>,
+    /// Boot events the loop posted (as `rackboot status` would see them).
+    events: rackboot::status::EventQueue,
     thread: std::thread::JoinHandle<ProxyStats>,
     dhcp: SocketAddr,
     pxe: SocketAddr,
@@ -96,10 +98,14 @@ impl Running {
         let cache = FileCache::new(Root::open(root.path(), RootOptions::default()).unwrap(), 1);
         let server_ip = link.server_ip;
         let (tx, rx) = std::sync::mpsc::channel();
+        // Room for a few turns of events: the reader below drains it on
+        // its own schedule, as the status table does.
+        let (sink, events) = rackboot::status::StatusSink::bounded(4096);
         let thread = link.server.spawn("proxy-under-test".into(), move || {
             // The table is read inside the namespace, as the server does.
             let (interfaces, route) = netlink::start();
-            let shared = Arc::new(Shared::new(Settings::default(), cache, interfaces));
+            let shared =
+                Arc::new(Shared::new(Settings::default(), cache, interfaces).with_status(sink));
             if let Some(route) = route {
                 let shared = shared.clone();
                 std::thread::spawn(move || netlink::watch(route, &shared.interfaces, &shared.stop));
@@ -137,6 +143,7 @@ impl Running {
         drop(root);
         Running {
             shared,
+            events,
             thread,
             dhcp,
             pxe,
@@ -295,13 +302,38 @@ fn ten_thousand_discovers_and_requests_without_an_allocation(io: IoMode) {
     PROXY_THREAD.with(|p| p.set(false));
     assert_eq!(ALLOCATIONS.swap(0, Ordering::SeqCst), 1);
 
-    exchange(&client, running.dhcp, &discover, 1000, 10_000, None, 2);
-    exchange(&client, running.pxe, &request, 1000, 10_000, ciaddr, 5);
-    MEASURING.store(false, Ordering::SeqCst);
+    // Every reply is also counted in the metrics and posted to the status
+    // queue; a reader drains the queue meanwhile, as the status table does.
+    let posted = std::sync::atomic::AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let n = running.events.drain().count() as u64;
+                posted.fetch_add(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        exchange(&client, running.dhcp, &discover, 1000, 10_000, None, 2);
+        exchange(&client, running.pxe, &request, 1000, 10_000, ciaddr, 5);
+        MEASURING.store(false, Ordering::SeqCst);
+        done.store(true, Ordering::SeqCst);
+    });
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let posted = posted.into_inner() + running.events.drain().count() as u64;
+    let dropped = running.events.dropped();
+    let metrics = running.shared.metrics.proxy.clone();
     let stats = running.stop();
     assert_eq!(stats.offers, 10_300);
     assert_eq!(stats.acks, 10_300);
+    assert_eq!(metrics.replies[0][Arch::X64Uefi as usize].get(), 10_300);
+    assert_eq!(metrics.replies[1][Arch::X64Uefi as usize].get(), 10_300);
+    assert_eq!(
+        posted + dropped,
+        20_600,
+        "every reply posted to the status queue ({posted} read, {dropped} dropped when full)"
+    );
+    assert!(posted > 0);
     assert_eq!(
         allocations, 0,
         "the proxy loop allocated while answering 20,000 requests"

@@ -140,6 +140,10 @@ impl SilenceCounts {
         self.0[reason as usize] += 1;
     }
 
+    pub fn add_n(&mut self, reason: Reason, n: u64) {
+        self.0[reason as usize] += n;
+    }
+
     pub fn get(&self, reason: Reason) -> u64 {
         self.0[reason as usize]
     }

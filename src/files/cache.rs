@@ -197,6 +197,25 @@ impl FileCache {
         self.naming.publish(naming);
     }
 
+    /// Files held for clients now (netascii conversions included) and the
+    /// bytes of them in memory, mapped or copied: for metrics.
+    pub fn usage(&self) -> (u64, u64) {
+        let mut files = 0;
+        let mut bytes = 0;
+        let mut count = |file: Option<Arc<ServedFile>>| {
+            if let Some(file) = file {
+                files += 1;
+                bytes += file.len();
+            }
+        };
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.values().for_each(|w| count(w.upgrade()));
+        drop(entries);
+        let converted = self.netascii.lock().unwrap_or_else(|e| e.into_inner());
+        converted.values().for_each(|(_, w)| count(w.upgrade()));
+        (files, bytes)
+    }
+
     /// Opens what `client` asked for: [`FileCache::open`] of the name after
     /// the remap rules, in the client's own directory when there is one.
     pub fn open_for(

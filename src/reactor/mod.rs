@@ -8,6 +8,7 @@ pub mod netlink;
 pub mod proxy;
 pub mod shard;
 pub mod socket;
+mod telemetry;
 pub mod uring;
 
 use std::collections::HashMap;
@@ -88,6 +89,10 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// The machine's interfaces (addresses, MTUs), kept current.
     pub interfaces: Arc<crate::net::Interfaces>,
+    /// Every thread's metric cells, each written only by its thread.
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    /// Where replies and finished files are posted for `rackboot status`.
+    pub status: crate::status::StatusSink,
 }
 
 impl Shared {
@@ -96,6 +101,7 @@ impl Shared {
         cache: FileCache,
         interfaces: Arc<crate::net::Interfaces>,
     ) -> Shared {
+        let settings_shards = settings.shards.max(1);
         Shared {
             settings,
             cache,
@@ -103,8 +109,16 @@ impl Shared {
             per_client: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            metrics: Arc::new(crate::metrics::ServerMetrics::new(settings_shards)),
             interfaces,
+            status: crate::status::StatusSink::none(),
         }
+    }
+
+    /// Posts boot events to `status` (the default posts nowhere).
+    pub fn with_status(mut self, status: crate::status::StatusSink) -> Shared {
+        self.status = status;
+        self
     }
 }
 
@@ -144,6 +158,7 @@ pub struct Bound {
     http_per_shard: Vec<Vec<std::net::TcpListener>>,
     proxy_run: Option<ProxyRun>,
     backend: IoMode,
+    status: crate::status::StatusSink,
 }
 
 impl Server {
@@ -218,11 +233,18 @@ impl Server {
             http_per_shard,
             proxy_run,
             backend,
+            status: crate::status::StatusSink::none(),
         })
     }
 }
 
 impl Bound {
+    /// Posts boot events to `status` once started.
+    pub fn with_status(mut self, status: crate::status::StatusSink) -> Bound {
+        self.status = status;
+        self
+    }
+
     /// Starts the shard threads (and the proxy thread) on the bound sockets.
     pub fn start(self) -> io::Result<Server> {
         let Bound {
@@ -232,9 +254,10 @@ impl Bound {
             http_per_shard,
             proxy_run,
             backend,
+            status,
         } = self;
         let (interfaces, route_socket) = netlink::start();
-        let shared = Arc::new(Shared::new(settings, cache, interfaces));
+        let shared = Arc::new(Shared::new(settings, cache, interfaces).with_status(status));
         let watcher = match route_socket {
             Some(socket) => {
                 let shared = shared.clone();
@@ -258,7 +281,7 @@ impl Bound {
                         IoMode::Uring => uring::run(&mut core, &mut http, &shared)?,
                         _ => epoll::run(&mut core, &mut http, &shared)?,
                     }
-                    Ok((core.stats, http.stats))
+                    Ok((core.metrics.tftp.summary(), http.metrics.http.summary()))
                 })?;
             threads.push(handle);
         }
@@ -345,8 +368,36 @@ impl Server {
         Ok(total)
     }
 
+    /// The metrics exposition of this server, for a scrape endpoint.
+    pub fn exposition(&self) -> crate::metrics::Exposition {
+        let gauges = Arc::new(ServerGauges {
+            shared: self.shared.clone(),
+            backend: self.backend,
+        });
+        crate::metrics::Exposition::new(self.shared.metrics.clone(), gauges)
+    }
+
     /// Whether any shard thread has exited (it only does on error).
     pub fn any_shard_exited(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
+    }
+}
+
+/// What a scrape reads from the running server besides its counters.
+struct ServerGauges {
+    shared: Arc<Shared>,
+    backend: IoMode,
+}
+
+impl crate::metrics::Gauges for ServerGauges {
+    fn cache_usage(&self) -> (u64, u64) {
+        self.shared.cache.usage()
+    }
+
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            IoMode::Uring => "io_uring",
+            _ => "epoll",
+        }
     }
 }

@@ -15,9 +15,12 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::Shared;
+use crossbeam_utils::CachePadded;
+
+use super::{Shared, telemetry};
 use super::socket::{PortPicker, RecvMeta};
 use crate::files::{ResolveError, ServedFile};
+use crate::metrics::{Direction, Refusal, ShardMetrics};
 use crate::tftp::options::blksize_for_mtu;
 use crate::tftp::upload::{DataAction, WriteTransfer};
 use crate::tftp::{Negotiated, Outcome, ReadTransfer, Transmit};
@@ -184,7 +187,8 @@ pub struct ShardCore {
     interfaces: crate::net::View,
     scratch: [u8; SMALL_PACKET],
     upload_seq: u64,
-    pub stats: ShardStats,
+    /// This shard's metric cells (it is their only writer).
+    pub metrics: Arc<CachePadded<ShardMetrics>>,
 }
 
 impl ShardCore {
@@ -200,6 +204,7 @@ impl ShardCore {
         let ports = PortPicker::new(shared.settings.port_range, index);
         ShardCore {
             interfaces: shared.interfaces.reader(),
+            metrics: shared.metrics.shard(index),
             index,
             shared,
             endpoints,
@@ -209,12 +214,17 @@ impl ShardCore {
             ports,
             scratch: [0; SMALL_PACKET],
             upload_seq: 0,
-            stats: ShardStats::default(),
         }
     }
 
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Counts a refused request and tells the status table.
+    fn refused(&self, client: IpAddr, name: &[u8], reason: Refusal) {
+        self.metrics.tftp.refuse(reason);
+        telemetry::post_refused(&self.shared.status, client, name, reason);
     }
 
     /// Registers the listen sockets with the backend.
@@ -282,7 +292,7 @@ impl ShardCore {
                 self.reply_error(io, listen_key, meta, code, msg);
             }
             Err(e) => {
-                self.stats.malformed += 1;
+                self.metrics.tftp.malformed.inc();
                 tracing::debug!(client = %meta.from, "malformed request dropped: {e}");
                 if matches!(
                     e,
@@ -376,7 +386,7 @@ impl ShardCore {
                 return self.finish(io, key, Outcome::ClientError(code), now);
             }
             _ => {
-                self.stats.malformed += 1;
+                self.metrics.tftp.malformed.inc();
                 return;
             }
         }
@@ -665,6 +675,7 @@ impl ShardCore {
             io.watch(key, send_fd);
         }
         self.peers.insert(meta.from, key);
+        self.metrics.tftp.active.up();
         Some(key)
     }
 
@@ -676,7 +687,7 @@ impl ShardCore {
         req: wire::Request<'_>,
         now: Instant,
     ) {
-        self.stats.requests += 1;
+        self.metrics.tftp.request(Direction::Read);
         let opened = match req.mode {
             wire::Mode::Octet => self.shared.cache.open_for(req.filename, meta.from.ip()),
             wire::Mode::Netascii => self
@@ -687,7 +698,7 @@ impl ShardCore {
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
-                self.stats.refused += 1;
+                self.refused(meta.from.ip(), req.filename, telemetry::refusal(e));
                 let name = String::from_utf8_lossy(req.filename);
                 // One line per request, misses included: a pxelinux config
                 // search is a dozen quick misses, and seeing them matters.
@@ -706,7 +717,7 @@ impl ShardCore {
             }
         };
         if !self.admit(meta.from.ip()) {
-            self.stats.refused += 1;
+            self.refused(meta.from.ip(), req.filename, Refusal::ServerBusy);
             tracing::warn!(client = %meta.from, "server busy: transfer refused");
             return self.reply_error(
                 io,
@@ -747,9 +758,9 @@ impl ShardCore {
         req: wire::Request<'_>,
         now: Instant,
     ) {
-        self.stats.requests += 1;
+        self.metrics.tftp.request(Direction::Write);
         if !self.shared.settings.allow_upload {
-            self.stats.refused += 1;
+            self.metrics.tftp.refuse(Refusal::UploadsDisabled);
             return self.reply_error(
                 io,
                 listen_key,
@@ -761,7 +772,7 @@ impl ShardCore {
         let (target, name) = match self.shared.cache.root().upload_path(req.filename) {
             Ok(p) => p,
             Err(e) => {
-                self.stats.refused += 1;
+                self.metrics.tftp.refuse(Refusal::UploadRefused);
                 let code = if e == ResolveError::Refused {
                     ErrorCode::FileExists
                 } else {
@@ -780,6 +791,7 @@ impl ShardCore {
         let negotiated = Negotiated::for_write(&req.options, &limits);
         let max_upload = self.shared.settings.max_upload;
         if negotiated.tsize.is_some_and(|size| size > max_upload) {
+            self.metrics.tftp.refuse(Refusal::UploadTooLarge);
             return self.reply_error(io, listen_key, meta, ErrorCode::DiskFull, "File too large");
         }
         self.upload_seq += 1;
@@ -915,6 +927,7 @@ impl ShardCore {
         }
         self.peers.remove(&t.peer);
         self.release(t.peer.ip());
+        self.metrics.tftp.active.down();
         let elapsed = now.saturating_duration_since(t.started);
         let secs = elapsed.as_secs_f64().max(1e-6);
         match t.kind {
@@ -928,15 +941,17 @@ impl ShardCore {
                 } else {
                     machine.bytes_acked()
                 };
-                self.stats.bytes += bytes;
                 // UEFI firmware asks for the size (tsize) and then ends the
                 // transfer with ERROR 8 before the real request: not a failure.
                 let probe = outcome == Outcome::ClientError(8) && machine.bytes_acked() == 0;
-                match (outcome.is_success(), probe) {
-                    (true, _) => self.stats.completed += 1,
-                    (false, true) => self.stats.probes += 1,
-                    (false, false) => self.stats.failed += 1,
-                }
+                self.metrics.tftp.read_ended(
+                    telemetry::metric_outcome(outcome, probe),
+                    bytes,
+                    &machine.stats,
+                    elapsed,
+                );
+                let status = &self.shared.status;
+                telemetry::post_read(status, t.peer, file.name(), outcome, probe, bytes, elapsed);
                 let outcome: &dyn std::fmt::Debug = if probe { &"SizeProbe" } else { &outcome };
                 tracing::info!(
                     client = %t.peer,
@@ -964,11 +979,7 @@ impl ShardCore {
                 if !stored {
                     let _ = std::fs::remove_file(&temp);
                 }
-                if stored {
-                    self.stats.completed += 1
-                } else {
-                    self.stats.failed += 1
-                }
+                self.metrics.tftp.write_ended(stored, bytes);
                 tracing::info!(
                     client = %t.peer,
                     file = name,

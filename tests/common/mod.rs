@@ -5,6 +5,8 @@
 //! Each integration test binary uses a subset of these helpers.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::io::{self as sock, SEND_CHUNK};
-use super::{GENERATION_LIMIT, HttpIo, HttpKey, HttpStats, OPEN, SENDING};
+use super::{GENERATION_LIMIT, HttpIo, HttpKey, OPEN, SENDING};
+use crate::metrics::{HttpMetrics, ShardMetrics};
+use crate::status::{BootEvent, FileOutcome, Name, Protocol, StatusSink};
+use crossbeam_utils::CachePadded;
 use crate::files::{ResolveError, ServedFile};
 use crate::http::response::{self, MAX_HEAD_LEN};
 use crate::http::{Connection, Limits, Lookup, Method, Served, Status, Version};
@@ -66,7 +69,8 @@ pub struct HttpShard {
     generation: u32,
     limits: Limits,
     next_sweep: Instant,
-    pub stats: HttpStats,
+    /// This shard's metric cells (shared with its TFTP side, same thread).
+    pub metrics: Arc<CachePadded<ShardMetrics>>,
     overloaded: [u8; MAX_HEAD_LEN + 64],
     overloaded_len: usize,
 }
@@ -77,7 +81,6 @@ impl HttpShard {
         let overloaded_len = response::overloaded(&mut overloaded);
         HttpShard {
             index,
-            shared,
             listeners,
             conns: Slab::new(),
             ready: Vec::new(),
@@ -85,9 +88,10 @@ impl HttpShard {
             generation: 0,
             limits: Limits::default(),
             next_sweep: Instant::now() + SWEEP,
-            stats: HttpStats::default(),
+            metrics: shared.metrics.shard(index),
             overloaded,
             overloaded_len,
+            shared,
         }
     }
 
@@ -188,7 +192,7 @@ impl HttpShard {
                     stream.as_raw_fd(),
                     &[&self.overloaded[..self.overloaded_len]],
                 );
-                self.stats.refused += 1;
+                self.metrics.http.refused.inc();
                 continue;
             }
             let _ = stream.set_nodelay(true);
@@ -206,7 +210,8 @@ impl HttpShard {
             });
             io.watch_http(HttpKey::Conn { key, generation }, fd);
             OPEN.fetch_add(1, Ordering::Relaxed);
-            self.stats.connections += 1;
+            self.metrics.http.connections.inc();
+            self.metrics.http.open.up();
             self.drive(io, key, now);
         }
     }
@@ -276,7 +281,7 @@ impl HttpShard {
                 match result {
                     Ok(n) => {
                         let file_bytes = (n - t.head.len().min(n)) as u64;
-                        self.stats.bytes += file_bytes;
+                        self.metrics.http.sent_bytes.add(file_bytes);
                         budget = budget.saturating_sub(file_bytes);
                         conn.machine.sent(n, now);
                         progressed = n > 0;
@@ -290,7 +295,7 @@ impl HttpShard {
                 if conn.machine.transmit().is_none() && !aborted {
                     // The response is complete.
                     if let Some(cur) = conn.current.take() {
-                        finish(&mut self.stats, conn.peer, &cur, now, false);
+                        finish(&self.metrics.http, &self.shared.status, conn.peer, &cur, now, false);
                     }
                     conn.file = None;
                 }
@@ -338,31 +343,46 @@ impl HttpShard {
             conn.stream.as_raw_fd(),
         );
         if let Some(cur) = &conn.current {
-            finish(&mut self.stats, conn.peer, cur, Instant::now(), aborted);
+            finish(&self.metrics.http, &self.shared.status, conn.peer, cur, Instant::now(), aborted);
         }
         OPEN.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.http.open.down();
         // Dropping the stream closes it.
     }
 }
 
 /// Counts and logs one response.
-fn finish(stats: &mut HttpStats, peer: SocketAddr, cur: &Current, now: Instant, aborted: bool) {
+fn finish(
+    metrics: &HttpMetrics,
+    status: &StatusSink,
+    peer: SocketAddr,
+    cur: &Current,
+    now: Instant,
+    aborted: bool,
+) {
     let s = &cur.served;
     if cur.sending {
         SENDING.fetch_sub(1, Ordering::Relaxed);
     }
-    stats.responses += 1;
-    match s.status.code() {
-        200..=399 => stats.ok += 1,
-        400..=499 => stats.client_errors += 1,
-        _ => stats.server_errors += 1,
-    }
+    metrics.response(s.status.code());
     if aborted {
-        stats.aborted += 1;
+        metrics.aborted.inc();
     }
-    let secs = now.duration_since(cur.started).as_secs_f64();
+    let elapsed = now.duration_since(cur.started);
+    let secs = elapsed.as_secs_f64();
     let (start, len) = s.body.unwrap_or((0, 0));
-    let path = String::from_utf8_lossy(&cur.path[..cur.path_len]);
+    let path = &cur.path[..cur.path_len];
+    if status.is_on() {
+        status.post(BootEvent::File {
+            ip: peer.ip(),
+            protocol: Protocol::Http,
+            name: Name::new(path),
+            outcome: file_outcome(s.status.code(), s.method, aborted),
+            bytes: len,
+            elapsed,
+        });
+    }
+    let path = String::from_utf8_lossy(path);
     let method = match s.method {
         Some(Method::Get) => "GET",
         Some(Method::Head) => "HEAD",
@@ -412,5 +432,20 @@ fn lookup(
         Err(ResolveError::Busy) | Err(ResolveError::Overloaded) => {
             Lookup::Missing(Status::ServiceUnavailable)
         }
+    }
+}
+
+/// A response as the boot-status table sees it.
+fn file_outcome(code: u16, method: Option<Method>, aborted: bool) -> FileOutcome {
+    match code {
+        _ if aborted => FileOutcome::Failed("cut short"),
+        200..=299 if method == Some(Method::Head) => FileOutcome::Probe,
+        200..=399 => FileOutcome::Complete,
+        404 => FileOutcome::Refused("not found (HTTP 404)"),
+        403 => FileOutcome::Refused("forbidden (HTTP 403)"),
+        416 => FileOutcome::Refused("range not satisfiable (HTTP 416)"),
+        503 => FileOutcome::Refused("server busy (HTTP 503)"),
+        400..=499 => FileOutcome::Refused("bad request (HTTP 4xx)"),
+        _ => FileOutcome::Refused("server error (HTTP 5xx)"),
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod delayed;
+mod status;
 mod uring;
 
 use std::io;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crossbeam_utils::CachePadded;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use self::batch::{Arrival, BATCH, RecvBatch, SendBatch};
@@ -26,11 +28,13 @@ use self::delayed::DelayQueue;
 use super::socket::bind_error;
 use super::{IoMode, Shared};
 use crate::dhcp::{
-    Destination, MAX_REPLY_LEN, MacPattern, Policy, Reason, Reply, ReplyKind, Request, ServerPort,
+    Destination, MAX_REPLY_LEN, MacPattern, Policy, Reason, Reply, Request, ServerPort,
     SilenceCounts,
 };
+use crate::metrics::ProxyMetrics;
 use crate::net::View;
 use crate::published::{Published, Reader};
+use crate::status::StatusSink;
 
 /// How the proxy listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +154,20 @@ impl ProxyStats {
     pub fn answered(&self) -> u64 {
         self.offers + self.acks
     }
+
+    /// The totals of the proxy thread's metric cells.
+    pub fn of(metrics: &ProxyMetrics) -> ProxyStats {
+        let mut silences = SilenceCounts::default();
+        for reason in Reason::ALL {
+            silences.add_n(reason, metrics.silences[reason as usize].get());
+        }
+        ProxyStats {
+            offers: metrics.offers(),
+            acks: metrics.acks(),
+            silences,
+            unsent: metrics.unsent.get(),
+        }
+    }
 }
 
 /// Port 4011 batches read before the next batch of port 67.
@@ -168,7 +186,8 @@ pub fn run(
         policy: policy.reader(),
         interfaces: shared.interfaces.reader(),
         settings,
-        stats: ProxyStats::default(),
+        metrics: shared.metrics.proxy.clone(),
+        status: shared.status.clone(),
         delayed: DelayQueue::default(),
         scratch: [0; MAX_REPLY_LEN],
         out_dhcp: SendBatch::default(),
@@ -180,7 +199,7 @@ pub fn run(
         match uring::setup() {
             Ok(serve) => {
                 serve(&mut answerer, &shared);
-                return answerer.stats;
+                return ProxyStats::of(&answerer.metrics);
             }
             Err(e) => tracing::warn!("proxyDHCP: io_uring set-up failed ({e}); using recvmmsg"),
         }
@@ -188,7 +207,7 @@ pub fn run(
     serve_recvmmsg(&mut answerer, &shared);
     // The sockets close only now: the answerer used their descriptors.
     drop(sockets);
-    answerer.stats
+    ProxyStats::of(&answerer.metrics)
 }
 
 /// The epoll backend's loop: `poll` when idle, `recvmmsg` per batch.
@@ -254,7 +273,9 @@ struct Answerer {
     policy: Reader<Policy>,
     interfaces: View,
     settings: ProxyListen,
-    stats: ProxyStats,
+    /// The proxy thread's metric cells (it is their only writer).
+    metrics: Arc<CachePadded<ProxyMetrics>>,
+    status: StatusSink,
     delayed: DelayQueue,
     /// Where the policy writes a reply before it is queued.
     scratch: [u8; MAX_REPLY_LEN],
@@ -276,7 +297,7 @@ impl Answerer {
         for i in 0..received {
             match batch.get(i) {
                 Some((bytes, arrival)) => self.answer(bytes, arrival, port),
-                None => self.stats.silences.add(Reason::Unreadable),
+                None => self.metrics.silence(Reason::Unreadable),
             }
         }
     }
@@ -295,7 +316,7 @@ impl Answerer {
             ) {
                 Some(local) => local,
                 None => {
-                    self.stats.silences.add(Reason::OutsideRanges);
+                    self.metrics.silence(Reason::OutsideRanges);
                     tracing::debug!(client = %arrival.from, via = %arrival.local, "proxyDHCP: interface outside the proxy ranges");
                     return;
                 }
@@ -311,7 +332,8 @@ impl Answerer {
         let reply = match self.policy.get().answer(&request, &mut self.scratch) {
             Ok(reply) => reply,
             Err(silence) => {
-                self.stats.silences.add(silence.reason());
+                self.metrics.silence(silence.reason());
+                status::post_silence(&self.status, bytes, silence.reason());
                 tracing::debug!(client = %arrival.from, port = port.number(), "proxyDHCP: no reply: {silence}");
                 return;
             }
@@ -326,7 +348,7 @@ impl Answerer {
                 to,
                 arrival,
             ) {
-                self.stats.silences.add(Reason::DelayQueueFull);
+                self.metrics.silence(Reason::DelayQueueFull);
                 return;
             }
         } else {
@@ -344,10 +366,8 @@ impl Answerer {
             };
             out.push(&self.scratch[..reply.len], to, &arrival);
         }
-        match reply.kind {
-            ReplyKind::Offer => self.stats.offers += 1,
-            ReplyKind::Ack => self.stats.acks += 1,
-        }
+        self.metrics.reply(reply.kind, reply.arch);
+        status::post_reply(&self.status, bytes, &reply, &self.scratch[..reply.len]);
         log_reply(&self.settings, &reply, &arrival, &self.scratch[..reply.len]);
     }
 
@@ -369,10 +389,10 @@ impl Answerer {
 
     fn flush(&mut self) {
         if !self.out_pxe.is_empty() {
-            self.stats.unsent += self.out_pxe.flush(self.pxe_fd);
+            self.metrics.unsent.add(self.out_pxe.flush(self.pxe_fd));
         }
         if !self.out_dhcp.is_empty() {
-            self.stats.unsent += self.out_dhcp.flush(self.dhcp_fd);
+            self.metrics.unsent.add(self.out_dhcp.flush(self.dhcp_fd));
         }
     }
 }

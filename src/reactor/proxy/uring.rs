@@ -151,10 +151,10 @@ impl ProxyRing {
                 Some((from, control, Some(payload))) => {
                     match Arrival::from_control(from, control) {
                         Some(arrival) => answerer.answer(payload, arrival, port),
-                        None => answerer.stats.silences.add(Reason::Unreadable),
+                        None => answerer.metrics.silence(Reason::Unreadable),
                     }
                 }
-                _ => answerer.stats.silences.add(Reason::Unreadable),
+                _ => answerer.metrics.silence(Reason::Unreadable),
             }
         }
         if cqueue::more(flags) {

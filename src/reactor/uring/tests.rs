@@ -70,7 +70,7 @@ impl Shard {
             let mut core = ShardCore::new(0, for_thread.clone(), vec![socket]);
             let mut http = crate::reactor::http::HttpShard::new(0, for_thread.clone(), Vec::new());
             run_with(&mut core, &mut http, &for_thread, config)?;
-            Ok(core.stats)
+            Ok(core.metrics.tftp.summary())
         });
         Shard {
             shared,
