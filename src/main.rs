@@ -141,10 +141,13 @@ fn serve(cli: &Cli) -> Result<(), String> {
         rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
     }
     let server = bound.start().map_err(|e| e.to_string())?;
-    let _metrics = metrics_listener
+    let metrics_endpoint = metrics_listener
         .map(|l| rackboot::metrics::endpoint::spawn(l, server.exposition()))
         .transpose()
         .map_err(|e| format!("metrics: {e}"))?;
+    if metrics_endpoint.is_some() && !http_listen.is_empty() {
+        server.metrics_over_http();
+    }
     for addr in &listen {
         tracing::info!(
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",

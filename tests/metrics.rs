@@ -4,8 +4,8 @@
 //! proxyDHCP exchange for 200 more. A scrape taken mid-run and one after
 //! both pass Prometheus's own `promtool check metrics`, and the counters
 //! after the run equal what rackboot-load counted itself: TFTP files,
-//! configuration misses, HTTP responses, bytes, offers and ACKs. On both
-//! I/O backends.
+//! configuration misses, HTTP responses, bytes, offers and ACKs. The HTTP
+//! listener answers /metrics too. On both I/O backends.
 
 mod common;
 
@@ -41,7 +41,7 @@ fn scrape(addr: SocketAddr) -> String {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: rackboot\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: rackboot\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -349,6 +349,16 @@ fn metrics_match_the_load(io: Io) {
         "{text}"
     );
     server.assert_alive();
+
+    // The HTTP listener answers /metrics too, with the same counters.
+    let over_http = scrape(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port)));
+    promtool_check(&over_http, "HTTP listener's");
+    let again = samples(&over_http);
+    assert_eq!(
+        total(&again, "rackboot_tftp_sent_bytes_total", ""),
+        total(&samples(&text), "rackboot_tftp_sent_bytes_total", ""),
+        "{over_http}"
+    );
 
     // OpenMetrics for scrapers that ask for it, with its EOF marker.
     let mut stream = TcpStream::connect(metrics).unwrap();

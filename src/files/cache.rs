@@ -197,6 +197,31 @@ impl FileCache {
         self.naming.publish(naming);
     }
 
+    /// A page made in memory (the metrics page over HTTP), served as a
+    /// private copy; a fresh version (time stamp) each time.
+    pub fn in_memory(&self, name: &str, bytes: Vec<u8>) -> Arc<ServedFile> {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Arc::new(ServedFile {
+            name: name.to_owned(),
+            identity: Identity {
+                dev: 0,
+                ino: 0,
+                size: bytes.len() as u64,
+                mtime_ns: now_ns,
+                ctime_ns: now_ns,
+            },
+            contents: if bytes.is_empty() {
+                Contents::Empty
+            } else {
+                Contents::Copied(bytes.into_boxed_slice())
+            },
+            gate: Arc::new(SendGate::new(self.shards)),
+            leased: None,
+        })
+    }
+
     /// Files held for clients now (netascii conversions included) and the
     /// bytes of them in memory, mapped or copied: for metrics.
     pub fn usage(&self) -> (u64, u64) {

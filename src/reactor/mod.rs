@@ -93,6 +93,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     /// Where replies and finished files are posted for `rackboot status`.
     pub status: crate::status::StatusSink,
+    /// Set when metrics are on: the HTTP listener answers `/metrics` too.
+    pub metrics_page: std::sync::OnceLock<crate::metrics::Exposition>,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
             metrics: Arc::new(crate::metrics::ServerMetrics::new(settings_shards)),
             interfaces,
             status: crate::status::StatusSink::none(),
+            metrics_page: std::sync::OnceLock::new(),
         }
     }
 
@@ -375,6 +378,12 @@ impl Server {
             backend: self.backend,
         });
         crate::metrics::Exposition::new(self.shared.metrics.clone(), gauges)
+    }
+
+    /// Answers `/metrics` on the HTTP listener too (a file of that name at
+    /// the root's top is then not served over HTTP).
+    pub fn metrics_over_http(&self) {
+        let _ = self.shared.metrics_page.set(self.exposition());
     }
 
     /// Whether any shard thread has exited (it only does on error).

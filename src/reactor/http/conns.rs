@@ -414,6 +414,17 @@ fn lookup(
     client: IpAddr,
     found: &mut Option<Arc<ServedFile>>,
 ) -> Lookup {
+    if path == b"metrics"
+        && let Some(page) = shared.metrics_page.get()
+    {
+        let file = shared.cache.in_memory("metrics", page.render_text().into_bytes());
+        let (ino, len, mtime_ns, modified) = file.version_stamp();
+        *found = Some(file);
+        return Lookup::Found {
+            version: Version::new(ino, len, mtime_ns, modified),
+            content_type: crate::metrics::endpoint::TEXT,
+        };
+    }
     match shared.cache.open_for(path, client) {
         Ok(file) => {
             let (ino, len, mtime_ns, modified) = file.version_stamp();
