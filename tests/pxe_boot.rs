@@ -142,6 +142,22 @@ fn check_edk2_4011_exchange(
 // ---------------------------------------------------------------------------
 
 /// Requests the VM sent (to port 67 or 4011), with their messages.
+/// A live `rackboot doctor` on the bridge during the boot and `doctor
+/// --pcap` on the test's own capture of it give the same verdict on the
+/// VM, and it says each of `expected`.
+fn check_doctor(scene: &mut Scene, expected: &[&str]) {
+    let (live, pcap) = scene.doctor_verdicts();
+    eprintln!("[pxe] doctor: {live}");
+    scene.check(live == pcap, || {
+        format!("doctor live and --pcap disagree:\n  live: {live}\n  pcap: {pcap}")
+    });
+    for words in expected {
+        scene.check(live.contains(words), || {
+            format!("doctor's verdict lacks {words:?}: {live}")
+        });
+    }
+}
+
 fn client_requests(scene: &Scene) -> Vec<(Seen, Message)> {
     scene
         .capture
@@ -299,11 +315,13 @@ fn seabios_ipxe_rom_boots_pxelinux_to_its_menu() {
     let mut scene = Scene::new("bios-menu", 21);
     pxelinux_root(&scene.root);
     scene.start_rackboot(&["--boot", "bios=pxelinux.0"]);
+    scene.start_doctor();
     scene.boot(machine);
     scene.wait_serial(1, MENU_TEXT, BIOS_BOOT_TIMEOUT);
     scene.stop_vm();
 
     check_pxelinux_menu(&scene);
+    check_doctor(&mut scene, &["booted pxelinux.0, then stopped after "]);
 
     // The DISCOVER is iPXE's (arch 0, user class iPXE); the proxy offer
     // names pxelinux.0 and the server, and offers no address.
@@ -360,9 +378,13 @@ fn ovmf_asks_on_4011_and_the_chained_ipxe_runs_its_script() {
         "--ipxe-script",
         "boot.ipxe",
     ]);
+    scene.start_doctor();
     scene.boot(machine);
     scene.wait_serial(0, SCRIPT_MARK, UEFI_BOOT_TIMEOUT);
     scene.stop_vm();
+    // The firmware's size probe is not a failure; the chain is followed
+    // through port 4011 to iPXE's script.
+    check_doctor(&mut scene, &["booted snponly.efi, then stopped after boot.ipxe"]);
 
     let com1 = scene.serial(0);
     for needle in [
@@ -533,6 +555,7 @@ fn seabios_ipxe_rom_loads_kernel_and_initrd_over_http() {
         "--http-listen",
         &http,
     ]);
+    scene.start_doctor();
     scene.boot(machine);
     scene.wait_serial(0, "rackboot-http-script", BIOS_BOOT_TIMEOUT);
     // The second iPXE's banner is the kernel starting.
@@ -568,6 +591,13 @@ fn seabios_ipxe_rom_loads_kernel_and_initrd_over_http() {
         || "the kernel or initrd went over TFTP".into(),
     );
     scene.check_dhcp_server_not_pxe();
+    // doctor follows the HTTP requests too: the script over TFTP, then
+    // the kernel and the initrd (the last file) over HTTP, every byte.
+    let bytes = HTTP_BOOT_IPXE.len() as u64 + lkrn_len + initrd.len() as u64;
+    check_doctor(
+        &mut scene,
+        &[&format!("booted boot.ipxe, then stopped after initrd.img (3 files, {bytes} bytes)")],
+    );
 }
 
 const LPXELINUX: (&str, &str) = ("/usr/lib/PXELINUX/lpxelinux.0", "pxelinux");

@@ -35,6 +35,8 @@ pub fn capture(
     };
     let config = Config {
         read_timeout: Some(READ_TIMEOUT),
+        // Room for a whole offloaded (GSO/GRO) segment as the host sees it.
+        read_buffer_size: 1 << 18,
         ..Config::default()
     };
     let mut rx = match pnet_datalink::channel(found, config) {

@@ -1,7 +1,7 @@
 //! The per-machine state machine: datagrams with their capture time go in,
 //! and each client MAC accumulates what happened to it — its DISCOVERs,
 //! every offer from every server, REQUEST/ACK, port 4011, and its TFTP
-//! transfers. Sans-IO: no clock, no sockets; [`verdict`](super::verdict)
+//! transfers and HTTP requests. Sans-IO: no clock, no sockets; [`verdict`](super::verdict)
 //! reads the result.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +12,7 @@ use crate::dhcp::MacPattern;
 use crate::wire::dhcp::{self as wire_dhcp, BOOTREPLY, BOOTREQUEST, code, message_type};
 use crate::wire::tftp;
 
-use super::frame::{Datagram, udp_datagram};
+use super::frame::{Datagram, Segment, tcp_segment, udp_datagram};
 
 /// TFTP's well-known port, where a read request is sent.
 pub const TFTP_PORT: u16 = 69;
@@ -70,9 +70,17 @@ pub enum Outcome {
     ClientError { code: u16, message: String },
 }
 
-/// One TFTP read request and what followed it.
+/// How a file was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tftp,
+    Http,
+}
+
+/// One TFTP read request or HTTP request and what followed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
+    pub protocol: Protocol,
     pub at: Duration,
     /// The last packet of the transfer either way.
     pub last_at: Duration,
@@ -87,6 +95,39 @@ pub struct Transfer {
     pub block: u16,
     pub bytes: u64,
     pub outcome: Outcome,
+    /// HTTP: the body length the response announced, and the TCP
+    /// sequence number of the body's first byte: the body received is up
+    /// to the furthest segment seen (a retransmission is not counted
+    /// twice, and a segment the capture missed does not hide the rest).
+    pub expected: Option<u64>,
+    pub body_seq: u32,
+}
+
+impl Transfer {
+    /// A request just seen, unanswered.
+    pub fn new(
+        protocol: Protocol,
+        at: Duration,
+        file: String,
+        client: SocketAddrV4,
+        server: Ipv4Addr,
+    ) -> Transfer {
+        Transfer {
+            protocol,
+            at,
+            last_at: at,
+            file,
+            client,
+            server,
+            requests: 1,
+            blksize: DEFAULT_BLKSIZE,
+            block: 0,
+            bytes: 0,
+            outcome: Outcome::Waiting,
+            expected: None,
+            body_seq: 0,
+        }
+    }
 }
 
 /// Everything seen of one client MAC.
@@ -136,6 +177,8 @@ pub struct Follow {
     machines: BTreeMap<[u8; 6], Machine>,
     /// Client address of a transfer -> (MAC, index in its `transfers`).
     transfers: HashMap<SocketAddrV4, ([u8; 6], usize)>,
+    /// Client end of an HTTP connection -> its current request, likewise.
+    http: HashMap<SocketAddrV4, ([u8; 6], usize)>,
     /// Leased address -> MAC, to attribute routed TFTP clients.
     leases: HashMap<Ipv4Addr, [u8; 6]>,
     /// Frames read, and the first and last capture time.
@@ -167,7 +210,78 @@ impl Follow {
         self.saw(at);
         if let Some(datagram) = udp_datagram(frame) {
             self.datagram(at, &datagram);
+        } else if let Some(segment) = tcp_segment(frame) {
+            self.segment(at, &segment);
         }
+    }
+
+    /// Feeds one TCP segment: HTTP requests (whatever the port) and what
+    /// the server answers to them.
+    pub fn segment(&mut self, at: Duration, segment: &Segment<'_>) {
+        self.saw(at);
+        let payload = segment.payload;
+        if segment.len == 0 {
+            return; // a bare ACK, SYN or FIN
+        }
+        if payload.starts_with(b"GET ") || payload.starts_with(b"HEAD ") {
+            self.http_request(at, segment);
+            return;
+        }
+        let Some(&(mac, index)) = self.http.get(&segment.dst) else {
+            return;
+        };
+        let Some(transfer) = self
+            .machines
+            .get_mut(&mac)
+            .and_then(|machine| machine.transfers.get_mut(index))
+        else {
+            return;
+        };
+        transfer.last_at = at;
+        if transfer.outcome == Outcome::Waiting && payload.starts_with(b"HTTP/1.") {
+            http_response(transfer, segment);
+        } else if transfer.outcome == Outcome::Transferring && segment.len > 0 {
+            let end = segment.seq.wrapping_add(segment.len as u32);
+            // Within 2 GiB after the body's start (sequence numbers wrap).
+            let upto = end.wrapping_sub(transfer.body_seq);
+            if (upto as i32) > 0 {
+                transfer.bytes = transfer.bytes.max(u64::from(upto));
+            }
+            if transfer.expected.is_some_and(|e| transfer.bytes >= e) {
+                transfer.outcome = Outcome::Complete;
+            }
+        }
+    }
+
+    fn http_request(&mut self, at: Duration, segment: &Segment<'_>) {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        // The request line is enough; the head may span segments.
+        let _ = request.parse(segment.payload);
+        let (Some(method), Some(path)) = (request.method, request.path) else {
+            return;
+        };
+        let client = segment.src;
+        let mac = self
+            .leases
+            .get(client.ip())
+            .copied()
+            .unwrap_or(segment.src_mac);
+        let file = path.trim_start_matches('/').to_owned();
+        let head = method == "HEAD";
+        let Some(machine) = self.machine(at, mac) else {
+            return;
+        };
+        if machine.transfers.len() >= MAX_TRANSFERS {
+            machine.transfers_dropped += 1;
+            return;
+        }
+        let mut transfer = Transfer::new(Protocol::Http, at, file, client, *segment.dst.ip());
+        // A HEAD is a size probe, as TFTP's tsize-then-ERROR 8 is.
+        transfer.expected = head.then_some(0);
+        machine.transfers.push(transfer);
+        let index = machine.transfers.len() - 1;
+        self.http.insert(client, (mac, index));
     }
 
     /// Feeds one UDP datagram.
@@ -374,21 +488,48 @@ impl Follow {
             machine.transfers_dropped += 1;
             return;
         }
-        machine.transfers.push(Transfer {
-            at,
-            last_at: at,
-            file,
-            client,
-            server: *datagram.dst.ip(),
-            requests: 1,
-            blksize: DEFAULT_BLKSIZE,
-            block: 0,
-            bytes: 0,
-            outcome: Outcome::Waiting,
-        });
+        let transfer = Transfer::new(Protocol::Tftp, at, file, client, *datagram.dst.ip());
+        machine.transfers.push(transfer);
         let index = machine.transfers.len() - 1;
         self.transfers.insert(client, (mac, index));
     }
+}
+
+/// The response head to an HTTP request: its status, and the body bytes
+/// that came with it.
+fn http_response(transfer: &mut Transfer, segment: &Segment<'_>) {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = response.parse(segment.payload) else {
+        return;
+    };
+    let code = response.code.unwrap_or(0);
+    if !(200..300).contains(&code) {
+        transfer.outcome = Outcome::ServerError {
+            code,
+            message: response.reason.unwrap_or("").to_owned(),
+        };
+        return;
+    }
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<u64>().ok());
+    if transfer.expected == Some(0) {
+        // HEAD: the head is the whole answer.
+        transfer.outcome = Outcome::Probe;
+        return;
+    }
+    transfer.expected = length;
+    let body = segment.len.saturating_sub(head_len) as u64;
+    transfer.bytes = body;
+    transfer.body_seq = segment.seq.wrapping_add(head_len as u32);
+    transfer.outcome = if length.is_some_and(|l| body >= l) {
+        Outcome::Complete
+    } else {
+        Outcome::Transferring
+    };
 }
 
 /// Reads what a reply offers.

@@ -1,5 +1,6 @@
-//! The layers below DHCP and TFTP: an Ethernet frame (with or without one
-//! 802.1Q tag) carrying an unfragmented IPv4 UDP datagram, read with
+//! The layers below DHCP, TFTP and HTTP: an Ethernet frame (with or
+//! without one 802.1Q tag) carrying an unfragmented IPv4 UDP datagram or
+//! TCP segment, read with
 //! `pnet_packet`'s views. Every length is checked here before a payload is
 //! sliced, so a malformed frame is `None`, never a panic.
 
@@ -8,7 +9,9 @@ use std::net::SocketAddrV4;
 use pnet_packet::Packet as _;
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
 use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ip::IpNextHeaderProtocol;
 use pnet_packet::ipv4::Ipv4Packet;
+use pnet_packet::tcp::{TcpFlags, TcpPacket};
 use pnet_packet::udp::UdpPacket;
 use pnet_packet::vlan::VlanPacket;
 
@@ -27,9 +30,70 @@ pub struct Datagram<'a> {
     pub payload: &'a [u8],
 }
 
+/// One TCP segment taken out of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub src_mac: [u8; 6],
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub seq: u32,
+    /// FIN or RST: the connection ends.
+    pub closing: bool,
+    /// The payload as captured: shorter than `len` when the capture cut
+    /// the frame (a snap length, or a large offloaded segment).
+    pub payload: &'a [u8],
+    /// The payload's length on the wire, from the IP header.
+    pub len: usize,
+}
+
 /// Takes the UDP datagram out of an Ethernet frame; `None` for anything
 /// else (ARP, IPv6, TCP, fragments, truncated or inconsistent headers).
 pub fn udp_datagram(frame: &[u8]) -> Option<Datagram<'_>> {
+    let (src_mac, ip, udp_bytes, whole) = ipv4_payload(frame, IpNextHeaderProtocols::Udp)?;
+    if !whole {
+        return None;
+    }
+    let udp = UdpPacket::new(udp_bytes)?;
+    let udp_len = usize::from(udp.get_length());
+    let payload = udp_bytes.get(UDP_HEADER_LEN..udp_len)?;
+    Some(Datagram {
+        src_mac,
+        src: SocketAddrV4::new(ip.get_source(), udp.get_source()),
+        dst: SocketAddrV4::new(ip.get_destination(), udp.get_destination()),
+        payload,
+    })
+}
+
+/// Takes the TCP segment out of an Ethernet frame; `None` for anything
+/// else, as [`udp_datagram`].
+pub fn tcp_segment(frame: &[u8]) -> Option<Segment<'_>> {
+    let (src_mac, ip, tcp_bytes, _) = ipv4_payload(frame, IpNextHeaderProtocols::Tcp)?;
+    let tcp = TcpPacket::new(tcp_bytes)?;
+    let header_len = usize::from(tcp.get_data_offset()) * 4;
+    let ip_header_len = usize::from(ip.get_header_length()) * 4;
+    let len = usize::from(ip.get_total_length()).checked_sub(ip_header_len + header_len)?;
+    if header_len < TcpPacket::minimum_packet_size() {
+        return None;
+    }
+    let payload = tcp_bytes.get(header_len..)?;
+    Some(Segment {
+        src_mac,
+        src: SocketAddrV4::new(ip.get_source(), tcp.get_source()),
+        dst: SocketAddrV4::new(ip.get_destination(), tcp.get_destination()),
+        seq: tcp.get_sequence(),
+        closing: tcp.get_flags() & (TcpFlags::FIN | TcpFlags::RST) != 0,
+        payload,
+        len,
+    })
+}
+
+/// The source MAC, the IPv4 header and the bytes it carries (up to its
+/// total length, or to the end of a cut frame) of an unfragmented IPv4
+/// packet of `protocol`, and whether they are all there.
+fn ipv4_payload(
+    frame: &[u8],
+    protocol: IpNextHeaderProtocol,
+) -> Option<([u8; 6], Ipv4Packet<'_>, &[u8], bool)> {
     let ethernet = EthernetPacket::new(frame)?;
     let src_mac = ethernet.get_source().octets();
     let header_len = frame.len() - ethernet.payload().len();
@@ -50,23 +114,16 @@ pub fn udp_datagram(frame: &[u8]) -> Option<Datagram<'_>> {
     if ip.get_version() != 4
         || ip_header_len < IPV4_MIN_HEADER_LEN
         || total_len < ip_header_len
-        || ip.get_next_level_protocol() != IpNextHeaderProtocols::Udp
+        || ip.get_next_level_protocol() != protocol
         || ip.get_flags() & MORE_FRAGMENTS != 0
         || ip.get_fragment_offset() != 0
     {
         return None;
     }
     // Ethernet pads short frames: the IP total length says where data ends.
-    let udp_bytes = ip_bytes.get(ip_header_len..total_len)?;
-    let udp = UdpPacket::new(udp_bytes)?;
-    let udp_len = usize::from(udp.get_length());
-    let payload = udp_bytes.get(UDP_HEADER_LEN..udp_len)?;
-    Some(Datagram {
-        src_mac,
-        src: SocketAddrV4::new(ip.get_source(), udp.get_source()),
-        dst: SocketAddrV4::new(ip.get_destination(), udp.get_destination()),
-        payload,
-    })
+    let whole = total_len <= ip_bytes.len();
+    let carried = ip_bytes.get(ip_header_len..total_len.min(ip_bytes.len()))?;
+    Some((src_mac, Ipv4Packet::new(ip_bytes)?, carried, whole))
 }
 
 #[cfg(test)]

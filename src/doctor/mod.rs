@@ -4,9 +4,10 @@
 //!
 //! Layers, each knowing only the one below it:
 //! - [`pcap`]: a bounded reader of classic pcap files;
-//! - [`frame`]: Ethernet/IPv4/UDP, through `pnet_packet`'s views;
+//! - [`frame`]: Ethernet/IPv4/UDP and TCP, through `pnet_packet`'s views;
 //! - [`follow`]: the sans-IO per-MAC state machine over DHCP (67/68), port
-//!   4011 and TFTP, read with rackboot's own [`wire`](crate::wire) views;
+//!   4011, TFTP (read with rackboot's own [`wire`](crate::wire) views) and
+//!   HTTP requests (`httparse`), whatever their port;
 //! - [`verdict`]: what each machine's boot came to;
 //! - [`capture`]: the live capture, through `pnet_datalink`.
 

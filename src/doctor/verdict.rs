@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::dhcp::Arch;
 
-use super::follow::{Machine, Offer, Outcome, Transfer};
+use super::follow::{Machine, Offer, Outcome, Protocol, Transfer};
 
 /// How long firmware waits for the first answer to a TFTP read request
 /// before it reports an open timeout (PXE-E32); capture time.
@@ -21,6 +21,13 @@ const MAX_LISTED: usize = 3;
 /// What one machine's boot came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
+    /// An HTTP request that failed: no response, an error status, or a
+    /// body cut short; `what` says which, in a few words.
+    HttpFailed {
+        file: String,
+        server: Ipv4Addr,
+        what: String,
+    },
     /// PXE-E51: DISCOVERs, and no offer.
     NoOffer { discovers: u32, over: Duration },
     /// The address server marks its offer `PXEClient` (option 60) without
@@ -252,6 +259,13 @@ fn tftp(transfers: &[Transfer], end: Duration) -> Finding {
 fn failure(transfer: &Transfer, end: Duration) -> Finding {
     let file = transfer.file.clone();
     let server = transfer.server;
+    if transfer.protocol == Protocol::Http {
+        return Finding::HttpFailed {
+            what: http_failure(transfer),
+            file,
+            server,
+        };
+    }
     match &transfer.outcome {
         Outcome::Waiting if end.saturating_sub(transfer.at) >= OPEN_TIMEOUT => {
             Finding::OpenTimeout {
@@ -286,10 +300,27 @@ fn failure(transfer: &Transfer, end: Duration) -> Finding {
     }
 }
 
+/// What went wrong with an HTTP request, in a few words.
+fn http_failure(transfer: &Transfer) -> String {
+    match &transfer.outcome {
+        Outcome::ServerError { code: 404, .. } => "not found (HTTP 404)".into(),
+        Outcome::ServerError { code, message } => format!("refused (HTTP {code} {message})"),
+        Outcome::Waiting => "no HTTP response".into(),
+        _ => match transfer.expected {
+            Some(expected) => format!(
+                "stopped after {} of {expected} bytes over HTTP",
+                transfer.bytes
+            ),
+            None => format!("stopped after {} bytes over HTTP", transfer.bytes),
+        },
+    }
+}
+
 /// A failed transfer after the last fetched file, in a few words.
 fn failure_brief(transfer: &Transfer, end: Duration) -> String {
     let file = &transfer.file;
     match failure(transfer, end) {
+        Finding::HttpFailed { what, .. } => format!("{file} {what}"),
         Finding::OpenTimeout { .. } => format!("{file} unanswered (open timeout)"),
         Finding::CaptureEnded { .. } => format!("{file} unanswered when the capture ended"),
         Finding::NotFound { .. } => format!("{file} not found"),
@@ -389,6 +420,9 @@ fn plural(n: impl Into<u64>, word: &str) -> String {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Finding::HttpFailed { file, server, what } => {
+                write!(f, "the HTTP request for {file} to {server}: {what}")
+            }
             Finding::NoOffer { discovers, over } => write!(
                 f,
                 "PXE-E51 no DHCP offer ({} over {:.1} s, nothing answered)",
@@ -676,6 +710,21 @@ mod tests {
             self
         }
 
+        /// One TCP segment from `src` to `dst`, starting at `seq`.
+        fn tcp(&mut self, at: f64, src: &str, dst: &str, seq: u32, payload: &[u8]) -> &mut Self {
+            let segment = crate::doctor::frame::Segment {
+                src_mac: MAC,
+                src: addr(src),
+                dst: addr(dst),
+                seq,
+                closing: false,
+                payload,
+                len: payload.len(),
+            };
+            self.0.segment(secs(at), &segment);
+            self
+        }
+
         fn verdict(&self) -> String {
             let verdicts = crate::doctor::verdicts(&self.0, None);
             assert_eq!(verdicts.len(), 1, "{verdicts:?}");
@@ -824,6 +873,56 @@ mod tests {
         assert!(
             s.verdict()
                 .contains("the DHCP server 10.0.0.1 itself sends option 60 PXEClient")
+        );
+    }
+
+    #[test]
+    fn http_requests_are_followed_like_tftp_transfers() {
+        let client = "10.0.0.57:40000";
+        let server = "10.0.0.2:8080";
+        let mut s = Scenario::new();
+        s.lease(0.0)
+            .proxy_offer(0.15, [10, 0, 0, 2], Some("undionly.kpxe"))
+            .fetch(1.0, 1000, "undionly.kpxe", Some(1))
+            .tcp(2.0, client, server, 1, b"GET /vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .tcp(2.1, server, client, 100, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234");
+        // The rest in one segment, then that segment again (retransmitted):
+        // counted once.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234".len() as u32;
+        s.tcp(2.2, server, client, 100 + head, b"567890")
+            .tcp(2.3, server, client, 100 + head, b"567890")
+            .tcp(3.0, client, server, 40, b"GET /initrd.img HTTP/1.1\r\n\r\n")
+            .tcp(3.1, server, client, 200, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            s.verdict(),
+            "52:54:00:12:34:56 (x64 UEFI, 10.0.0.57): booted undionly.kpxe, then stopped after \
+             vmlinuz (2 files, 622 bytes); then initrd.img not found (HTTP 404)"
+        );
+
+        let mut cut = Scenario::new();
+        cut.lease(0.0)
+            .tcp(2.0, client, server, 1, b"HEAD /vmlinuz HTTP/1.1\r\n\r\n")
+            .tcp(2.1, server, client, 100, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .tcp(3.0, client, server, 40, b"GET /vmlinuz HTTP/1.1\r\n\r\n")
+            .tcp(3.1, server, client, 200, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12");
+        assert!(
+            cut.verdict().contains(
+                ": the HTTP request for vmlinuz to 10.0.0.2: stopped after 2 of 10 bytes over HTTP;"
+            ),
+            "{}",
+            cut.verdict()
+        );
+
+        let mut silent = Scenario::new();
+        silent
+            .lease(0.0)
+            .tcp(2.0, client, server, 1, b"GET /boot.ipxe HTTP/1.1\r\n\r\n");
+        assert!(
+            silent
+                .verdict()
+                .contains(": the HTTP request for boot.ipxe to 10.0.0.2: no HTTP response;"),
+            "{}",
+            silent.verdict()
         );
     }
 }

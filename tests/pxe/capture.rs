@@ -1,6 +1,8 @@
 //! A passive observer on the test bridge: an AF_PACKET socket opened inside
 //! the test's namespace (from a thread that setns(2)s into it) that keeps
-//! every UDP datagram to or from ports 67, 68, 69 and 4011. It never sends.
+//! every UDP datagram to or from ports 67, 68, 69 and 4011, and every IPv4
+//! packet as an Ethernet frame for a pcap file (what `rackboot doctor
+//! --pcap` reads). It never sends.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -128,6 +130,13 @@ pub struct Capture {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    frames: Arc<Mutex<Vec<Frame>>>,
+}
+
+/// One IPv4 packet with a rebuilt Ethernet header, and its wall-clock time.
+struct Frame {
+    at: Duration,
+    bytes: Vec<u8>,
 }
 
 impl Capture {
@@ -135,12 +144,14 @@ impl Capture {
     pub fn start(ns: &Netns, ifname: &str) -> Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let frames = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let path = ns.path();
         let ifname = ifname.to_owned();
         let thread = {
             let stop = Arc::clone(&stop);
             let seen = Arc::clone(&seen);
+            let frames = Arc::clone(&frames);
             std::thread::Builder::new()
                 .name("pxe-capture".into())
                 .spawn(move || {
@@ -154,7 +165,7 @@ impl Capture {
                             return;
                         }
                     };
-                    run(&socket, &stop, &seen);
+                    run(&socket, &stop, &seen, &frames);
                 })
                 .expect("spawn capture thread")
         };
@@ -167,6 +178,7 @@ impl Capture {
             stop,
             thread: Some(thread),
             seen,
+            frames,
         }
     }
 
@@ -185,6 +197,28 @@ impl Capture {
     /// File names of TFTP read requests, in order.
     pub fn tftp_reads(&self) -> Vec<String> {
         self.packets().iter().filter_map(Seen::tftp_rrq).collect()
+    }
+
+    /// Writes every IPv4 packet seen so far as a classic pcap file
+    /// (microseconds, Ethernet link type).
+    pub fn write_pcap(&self, path: &std::path::Path) {
+        let frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&[0; 8]); // thiszone, sigfigs
+        out.extend_from_slice(&65535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+        for frame in frames.iter() {
+            out.extend_from_slice(&(frame.at.as_secs() as u32).to_le_bytes());
+            out.extend_from_slice(&frame.at.subsec_micros().to_le_bytes());
+            let len = (frame.bytes.len() as u32).to_le_bytes();
+            out.extend_from_slice(&len);
+            out.extend_from_slice(&len);
+            out.extend_from_slice(&frame.bytes);
+        }
+        std::fs::write(path, out).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 
     pub fn report(&self) -> String {
@@ -269,12 +303,26 @@ fn open(ns_path: &std::path::Path, ifname: &str) -> Result<OwnedFd, String> {
             size_of::<libc::timeval>() as u32,
         );
     }
+    // A deep queue: the VM's boot sends megabytes in bursts, and a frame
+    // dropped here would be missing from the pcap doctor reads.
+    let rcvbuf: libc::c_int = 32 << 20;
+    // SAFETY: a valid int and its size (FORCE: root may exceed rmem_max).
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&rcvbuf as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        );
+    }
     Ok(socket)
 }
 
-fn run(socket: &OwnedFd, stop: &AtomicBool, seen: &Mutex<Vec<Seen>>) {
+fn run(socket: &OwnedFd, stop: &AtomicBool, seen: &Mutex<Vec<Seen>>, frames: &Mutex<Vec<Frame>>) {
     let started = Instant::now();
-    let mut buf = vec![0u8; 65536];
+    // Room for a whole offloaded TCP segment as the host hands it over.
+    let mut buf = vec![0u8; 1 << 18];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: sockaddr_ll is plain old data.
         let mut from: libc::sockaddr_ll = unsafe { zeroed() };
@@ -297,6 +345,21 @@ fn run(socket: &OwnedFd, stop: &AtomicBool, seen: &Mutex<Vec<Seen>>) {
             continue;
         }
         let outgoing = from.sll_pkttype == libc::PACKET_OUTGOING;
+        // The cooked socket gives the source MAC and the packet type, not
+        // the header: rebuild it (destination broadcast or unknown).
+        let mut frame = Vec::with_capacity(14 + n as usize);
+        let broadcast = from.sll_pkttype == libc::PACKET_BROADCAST;
+        frame.extend_from_slice(&if broadcast { [0xff; 6] } else { [0; 6] });
+        frame.extend_from_slice(&from.sll_addr[..6]);
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(&buf[..n as usize]);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Frame { at, bytes: frame });
         if let Some(datagram) = parse(&buf[..n as usize], started.elapsed(), outgoing) {
             seen.lock()
                 .unwrap_or_else(|e| e.into_inner())

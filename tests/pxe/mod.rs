@@ -314,6 +314,8 @@ pub enum ProxyKind {
 pub struct Scene {
     vm: Option<Proc>,
     proxy: Option<Proc>,
+    /// A live `rackboot doctor` on the bridge, when a test runs one.
+    doctor: Option<Proc>,
     dhcp: Proc,
     pub capture: Capture,
     pub ns: Netns,
@@ -353,6 +355,7 @@ impl Scene {
         Scene {
             vm: None,
             proxy: None,
+            doctor: None,
             dhcp,
             capture,
             ns,
@@ -391,6 +394,8 @@ impl Scene {
         let mut cmd = self.ns.command(RACKBOOT);
         cmd.args(["--listen", &listen, "--interface", BRIDGE, "--io", "epoll"])
             .args(args)
+            // Not about privileges (tests/privileges.rs is); the sandbox is on.
+            .args(["--user", "root"])
             .env("RUST_LOG", RACKBOOT_LOG);
         let log = self.dir().join("rackboot.log");
         let mut proc = self.ns.spawn("rackboot", cmd, &log);
@@ -426,6 +431,55 @@ impl Scene {
 
     pub fn proxy_log(&self) -> String {
         self.proxy.as_ref().map(Proc::log_text).unwrap_or_default()
+    }
+
+    /// Starts a live `rackboot doctor` on the bridge (before the VM), to be
+    /// judged by [`Scene::doctor_verdicts`].
+    pub fn start_doctor(&mut self) {
+        let mut cmd = self.ns.command(RACKBOOT);
+        cmd.args(["doctor", "--interface", BRIDGE]);
+        let log = self.dir().join("doctor.log");
+        let mut proc = self.ns.spawn("rackboot doctor", cmd, &log);
+        proc.wait_log(READY_TIMEOUT, |log| log.contains("capturing on"));
+        self.doctor = Some(proc);
+    }
+
+    /// Stops the live doctor (SIGTERM: it prints its verdicts and exits),
+    /// writes the test's own capture of the bridge to a pcap file, and
+    /// runs `rackboot doctor --pcap` on it: the two verdicts on the VM,
+    /// (live, from the pcap).
+    pub fn doctor_verdicts(&mut self) -> (String, String) {
+        let mut live = self.doctor.take().expect("start_doctor first");
+        live.stop();
+        let mac = qemu::MAC;
+        let pick = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(mac))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let live_text = live.log_text();
+        let pcap = self.dir().join(format!("{}.pcap", self.test));
+        self.capture.write_pcap(&pcap);
+        let out = std::process::Command::new(RACKBOOT)
+            .args(["doctor", "--pcap"])
+            .arg(&pcap)
+            .output()
+            .expect("run rackboot doctor --pcap");
+        let pcap_text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "doctor --pcap {}: {}\n{pcap_text}{}",
+            pcap.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (live_verdict, pcap_verdict) = (pick(&live_text), pick(&pcap_text));
+        assert!(
+            !live_verdict.is_empty(),
+            "the live doctor said nothing about {mac}:\n{live_text}"
+        );
+        (live_verdict, pcap_verdict)
     }
 
     pub fn rackboot_log(&self) -> String {
