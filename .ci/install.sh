@@ -30,6 +30,16 @@ packages=(
     ovmf
     pxelinux
     syslinux-common
+    # deployment (tests/deploy.rs)
+    podman          # builds and runs dist/Containerfile
+    runc            # the OCI runtime the container test asks for
+    systemd         # systemd-analyze verify / security / syscall-filter
+    strace          # the system calls checked against the unit's filter
+    file            # "statically linked"
+    binutils        # strip
+    python3-venv    # for kubernetes-validate, from PyPI (below)
+    # metrics (tests/metrics.rs)
+    prometheus      # promtool check metrics
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -79,11 +89,23 @@ fi
 # an init system runs; the tests start their own servers on free ports, so
 # keep the system ones from holding port 69 (harmless if not running).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now tftpd-hpa dnsmasq nginx >/dev/null 2>&1 || true
+    systemctl disable --now tftpd-hpa dnsmasq nginx prometheus >/dev/null 2>&1 || true
+fi
+
+# kubernetes-validate (tests/deploy.rs validates dist/kubernetes/ offline
+# against the Kubernetes OpenAPI schemas it ships), from PyPI into its own
+# virtual environment (Debian's Python refuses system-wide pip installs).
+k8s_venv=/usr/local/share/rackboot-test/venv
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    if [ ! -x "$k8s_venv/bin/kubernetes-validate" ]; then
+        python3 -m venv "$k8s_venv"
+        "$k8s_venv/bin/pip" install --quiet kubernetes-validate
+    fi
+    ln -sf "$k8s_venv/bin/kubernetes-validate" /usr/local/bin/kubernetes-validate
 fi
 
 # Fail here, not halfway through the tests, if a client is still missing.
-for tool in tftp atftp busybox curl wget wrk nginx perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64 qemu-system-aarch64; do
+for tool in tftp atftp busybox curl wget wrk nginx perfdhcp timeout sha256sum in.tftpd dnsmasq nft ip qemu-system-x86_64 qemu-system-aarch64 podman runc systemd-analyze strace file strip kubernetes-validate promtool; do
     command -v "$tool" >/dev/null || { echo "install.sh: $tool missing after install" >&2; exit 1; }
 done
 for file in /usr/share/AAVMF/AAVMF_CODE.fd /usr/share/AAVMF/AAVMF_VARS.fd "$arm64_grub"; do

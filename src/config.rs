@@ -82,7 +82,9 @@ pub struct Cli {
     /// Concurrent transfers per client address [default: 1000].
     #[arg(global = true, long, value_name = "N")]
     pub max_per_client: Option<usize>,
-    /// Drop privileges to this user once the ports are bound.
+    /// Run as this user once the ports are bound (NAME, UID or UID:GID;
+    /// `root` keeps root) [default, started as root: rackboot, else nobody,
+    /// else 65534].
     #[arg(global = true, long, value_name = "NAME")]
     pub user: Option<String>,
     /// Lowercase every requested file name.
@@ -121,11 +123,29 @@ pub struct Cli {
     /// Run the PXE and TFTP lines of an existing dnsmasq.conf.
     #[arg(global = true, long, value_name = "FILE")]
     pub dnsmasq_conf: Option<PathBuf>,
+    /// Per-machine rules, one small file per machine (rackboot's [[mac]]
+    /// form or dnsmasq's dhcp-host lines, as dhcp-hostsdir), watched:
+    /// changes apply within a second.
+    #[arg(global = true, long, value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
+    /// The control socket for `rackboot status` and `rackboot reload`
+    /// (mode 0600); `none` turns it off
+    /// [default: /run/rackboot/control.sock].
+    #[arg(global = true, long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Machines the boot-status table keeps (the least recently seen go
+    /// first) [default: 4096].
+    #[arg(global = true, long, value_name = "N")]
+    pub status_capacity: Option<usize>,
     /// Move the proxyDHCP ports (for tests in unprivileged setups).
     #[arg(global = true, long, hide = true, default_value_t = 67)]
     pub dhcp_port: u16,
     #[arg(global = true, long, hide = true, default_value_t = 4011)]
     pub pxe_port: u16,
+    /// TEST ONLY: once the sandbox is on, try a plain open() of this
+    /// absolute path and log the outcome (tests/sandbox.rs); repeatable.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub test_open_after_sandbox: Vec<PathBuf>,
 }
 
 /// How log lines are written.
@@ -164,6 +184,19 @@ pub enum Command {
         #[arg(long, value_name = "SECS")]
         duration: Option<u64>,
     },
+    /// Show what each recent machine's boot reached, from the running
+    /// server (its control socket).
+    Status {
+        /// The whole table as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every SECS seconds until interrupted [default: 1].
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<u64>,
+    },
+    /// Ask the running server to read its configuration again (as SIGHUP);
+    /// exits 1 when the new configuration is refused.
+    Reload,
 }
 
 /// The configuration file: the same keys as the flags.
@@ -198,6 +231,9 @@ pub struct FileConfig {
     pub mac: Option<Vec<crate::dhcp::MacOverride>>,
     pub unique_root: Option<crate::files::UniqueRoot>,
     pub log_format: Option<LogFormat>,
+    pub hosts_dir: Option<PathBuf>,
+    pub control_socket: Option<PathBuf>,
+    pub status_capacity: Option<usize>,
     /// `[[remap]]`: see `files::remap`.
     pub remap: Option<Vec<toml::Spanned<crate::files::RemapRule>>>,
     /// Where each remap rule starts (file:line), for errors.
@@ -235,6 +271,9 @@ const KEYS: &[&str] = &[
     "unique_root",
     "remap",
     "log_format",
+    "hosts_dir",
+    "control_socket",
+    "status_capacity",
 ];
 
 /// A configuration error, worded for the person who has to fix it.
@@ -264,6 +303,12 @@ pub struct Config {
     pub origins: Vec<(String, String)>,
     /// Things in the imported configuration rackboot does not run.
     pub warnings: Vec<String>,
+    /// `--hosts-dir`: per-machine rules, watched (see `hosts_dir`).
+    pub hosts_dir: Option<PathBuf>,
+    /// The control socket (`None`: off).
+    pub control_socket: Option<PathBuf>,
+    /// Machines the boot-status table keeps.
+    pub status_capacity: usize,
 }
 
 impl Cli {
@@ -617,6 +662,17 @@ impl Config {
                 })
                 .unwrap_or_default(),
             warnings,
+            hosts_dir: cli.hosts_dir.clone().or(file.hosts_dir.clone()),
+            control_socket: match cli.control_socket.clone().or(file.control_socket.clone()) {
+                Some(path) if path.as_os_str() == "none" => None,
+                Some(path) => Some(path),
+                None => Some(PathBuf::from(crate::status::control::DEFAULT_SOCKET)),
+            },
+            status_capacity: cli
+                .status_capacity
+                .or(file.status_capacity)
+                .unwrap_or(crate::status::table::DEFAULT_CAPACITY)
+                .max(1),
         })
     }
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use clap::Parser;
 use rackboot::config::{Cli, Command, Config, LogFormat};
 use rackboot::files::{FileCache, Root};
-use rackboot::published::Published;
 use rackboot::reactor::{ProxyRun, Server, proxy};
 use rackboot::reload::Running;
 use rackboot::signals::Wake;
 
 fn main() -> ExitCode {
+    if cfg!(target_feature = "crt-static") {
+        rackboot::service::lookups_from_files();
+    }
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -41,6 +43,10 @@ fn main() -> ExitCode {
             mac,
             duration,
         }) => rackboot::doctor::run(cli.interface.as_deref(), pcap.as_deref(), mac, duration),
+        Some(Command::Status { json, watch }) => rackboot::status::control::client_path(&cli)
+            .and_then(|path| rackboot::status::control::run_status(&path, json, watch)),
+        Some(Command::Reload) => rackboot::status::control::client_path(&cli)
+            .and_then(|path| rackboot::status::control::run_reload(&path)),
         None => serve(&built_in_default(cli)),
     };
     match result {
@@ -111,7 +117,8 @@ fn serve(cli: &Cli) -> Result<(), String> {
     }
     let shards = config.settings.shards;
     let cache = FileCache::new(root, shards).with_naming(config.naming.clone());
-    let policy = rackboot::reload::policy_for(&config)?.map(|p| Arc::new(Published::new(p)));
+    let live = Arc::new(rackboot::reload::Live::start(&config)?);
+    let policy = live.policy().cloned();
     let proxy_run = match &policy {
         Some(policy) => {
             let sockets =
@@ -132,14 +139,28 @@ fn serve(cli: &Cli) -> Result<(), String> {
     let http_listen = config.settings.http_listen.clone();
     let bound =
         Server::bind(config.settings.clone(), cache, proxy_run).map_err(|e| e.to_string())?;
+    // The control socket too is bound before privileges are dropped; its
+    // listening socket is kept open for the whole run.
+    let control = rackboot::status::control::Control::bind(
+        config.control_socket.as_deref(),
+        config.status_capacity,
+    );
+    let bound = match &control {
+        Some(control) => bound.with_status(control.sink()),
+        None => bound,
+    };
     let metrics_listener = (config.metrics_listen)
         .map(rackboot::metrics::endpoint::bind)
         .transpose()
         .map_err(|e| e.to_string())?;
-    // Every socket is bound: drop privileges before any request is served.
-    if let Some(user) = &config.user {
-        rackboot::privileges::drop_to(user).map_err(|e| format!("--user {user}: {e}"))?;
-    }
+    // Every socket is bound: drop privileges and sandbox the process before
+    // any thread starts (both are inherited) and any request is served.
+    rackboot::privileges::after_bind(config.user.as_deref())?;
+    rackboot::sandbox::apply(&rackboot::sandbox::Allowed::for_serving(cli, &config))?;
+    rackboot::sandbox::test_open(&cli.test_open_after_sandbox);
+    // Watching before serving: no change made once requests are answered
+    // is missed.
+    live.watch_hosts_dir()?;
     let server = bound.start().map_err(|e| e.to_string())?;
     let metrics_endpoint = metrics_listener
         .map(|l| rackboot::metrics::endpoint::spawn(l, server.exposition()))
@@ -148,6 +169,16 @@ fn serve(cli: &Cli) -> Result<(), String> {
     if metrics_endpoint.is_some() && !http_listen.is_empty() {
         server.metrics_over_http();
     }
+    let control = match control {
+        Some(control) => {
+            tracing::info!(
+                "control socket {} (rackboot status, rackboot reload)",
+                control.path().display()
+            );
+            Some(control.start()?)
+        }
+        None => None,
+    };
     for addr in &listen {
         tracing::info!(
             "serving {} over TFTP on {addr} ({shards} shards, {:?} backend)",
@@ -174,28 +205,33 @@ fn serve(cli: &Cli) -> Result<(), String> {
                 .unwrap_or_default()
         );
     }
+    rackboot::service::ready("serving");
+    let reload = |via: &str| {
+        let running = Running {
+            started: &config,
+            live: &live,
+            cache: &server.shared().cache,
+        };
+        rackboot::reload::reload_logged(cli, &running, via)
+    };
     let signal = loop {
-        match rackboot::signals::wait_or_reload(&signals, || server.any_shard_exited()) {
-            Wake::Stop(signal) => break signal,
-            Wake::Reload => {
-                let running = Running {
-                    started: &config,
-                    policy: policy.as_ref(),
-                    cache: &server.shared().cache,
-                };
-                match rackboot::reload::reload(cli, &running) {
-                    Ok(notes) => {
-                        tracing::info!("SIGHUP: configuration reloaded for new requests");
-                        for note in notes {
-                            tracing::warn!("{note}");
-                        }
-                    }
-                    Err(e) => tracing::error!("SIGHUP: the configuration stays as it was: {e}"),
-                }
+        let alive = || {
+            rackboot::service::watchdog();
+            if let Some((_, reloads)) = &control {
+                reloads.answer(|| reload("control socket"));
             }
+            server.any_shard_exited()
+        };
+        match rackboot::signals::wait_or_reload(&signals, alive) {
+            Wake::Stop(signal) => break signal,
+            Wake::Reload => drop(reload("SIGHUP")),
         }
     };
     tracing::info!("{signal}: finishing running transfers");
+    rackboot::service::stopping();
+    if let Some((running, _)) = control {
+        running.stop();
+    }
     let stats = server.shutdown().map_err(|e| e.to_string())?;
     tracing::info!(
         requests = stats.requests,

@@ -29,7 +29,8 @@ pub enum Wake {
 }
 
 /// Waits for SIGINT or SIGTERM (stop), SIGHUP (reload), or until
-/// `stop_early` says so (checked every second).
+/// `stop_early` says so (checked every [`POLL`]; it may do other periodic
+/// work too, such as answering the control socket's reload requests).
 pub fn wait_or_reload(blocked: &Blocked, stop_early: impl Fn() -> bool) -> Wake {
     loop {
         match next(blocked) {
@@ -42,11 +43,14 @@ pub fn wait_or_reload(blocked: &Blocked, stop_early: impl Fn() -> bool) -> Wake 
     }
 }
 
-/// The next blocked signal, or `None` after a second without one.
+/// How long the wait loops sleep between two calls of `stop_early`.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The next blocked signal, or `None` after [`POLL`] without one.
 fn next(blocked: &Blocked) -> Option<libc::c_int> {
     let timeout = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
+        tv_sec: POLL.as_secs() as libc::time_t,
+        tv_nsec: POLL.subsec_nanos() as libc::c_long,
     };
     // SAFETY: the set and timeout are valid for the call; a null siginfo
     // pointer is allowed.
@@ -55,7 +59,7 @@ fn next(blocked: &Blocked) -> Option<libc::c_int> {
 }
 
 /// Waits for SIGINT or SIGTERM, or until `stop_early` says so (checked
-/// every second; a SIGHUP is ignored). Returns what happened, for the log.
+/// every [`POLL`]; a SIGHUP is ignored). Returns what happened, for the log.
 pub fn wait(blocked: &Blocked, stop_early: impl Fn() -> bool) -> &'static str {
     loop {
         if let Wake::Stop(why) = wait_or_reload(blocked, &stop_early) {

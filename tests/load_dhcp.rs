@@ -20,11 +20,11 @@
 
 mod common;
 
+use common::load::{Load, field};
 use common::*;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 500;
@@ -32,18 +32,10 @@ const CLIENTS: u64 = 500;
 /// later should it hang anyway.
 const LOAD_LIMIT: Duration = Duration::from_secs(60);
 
-/// Binding ports 67 and 68 needs privileges.
-fn require_low_ports() {
-    let unprivileged_from = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse::<u16>().ok())
-        .unwrap_or(1024);
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root || unprivileged_from <= 67,
-        "this test receives OFFERs on port 67 or 68 and must run as root (CI does)"
-    );
+/// Runs rackboot-load to completion (bounded by LOAD_LIMIT) and returns
+/// its exit code, its JSON summary and its output.
+fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_json::Value, String) {
+    Load::start(args, LOAD_LIMIT, json, log).finish()
 }
 
 /// rackboot serving TFTP and proxyDHCP: BIOS gets `pxelinux.0` (through
@@ -76,48 +68,6 @@ fn proxy_server(fixture: &Fixture) -> (Server, u16, u16) {
     (Server::spawn(&root, &cfg), dhcp_port, pxe_port)
 }
 
-/// Runs rackboot-load to completion (bounded) and returns its exit code,
-/// its JSON summary and its output.
-fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let log_file = fs::File::create(log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rackboot-load"))
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start rackboot-load");
-    let deadline = Instant::now() + LOAD_LIMIT + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill(); // our own child, by PID
-            let _ = child.wait();
-            panic!(
-                "rackboot-load ignored its own --duration-limit:\n{}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(log).unwrap_or_default();
-    let summary = fs::read_to_string(json)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| panic!("rackboot-load wrote no JSON summary ({status}):\n{output}"));
-    (status.code(), summary, output)
-}
-
-fn field(summary: &serde_json::Value, key: &str) -> u64 {
-    summary[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("summary lacks `{key}`: {summary}"))
-}
-
 /// 500 clients of architecture `arch` at once; every one must get its ACK
 /// naming `boot_file`.
 fn dhcp_storm(arch: &str, offers: &[&str], boot_file: &str) {
@@ -138,8 +88,6 @@ fn dhcp_storm(arch: &str, offers: &[&str], boot_file: &str) {
         arch,
         "--clients",
         &CLIENTS.to_string(),
-        "--duration-limit",
-        &LOAD_LIMIT.as_secs().to_string(),
         "--svg",
         &svg.display().to_string(),
     ]

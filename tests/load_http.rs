@@ -15,16 +15,31 @@
 
 mod common;
 
+use common::load::{Load, field};
 use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The load generator stops itself after this.
 const LOAD_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs rackboot-load to completion (bounded by LOAD_LIMIT) and returns
+/// its exit code, its JSON summary and its output.
+fn run_load(args: &[String], dir: &Path, label: &str) -> (Option<i32>, serde_json::Value, String) {
+    let started = std::time::Instant::now();
+    let json = dir.join(format!("{label}.json"));
+    let log = dir.join(format!("{label}.log"));
+    let result = Load::start(args, LOAD_LIMIT, &json, &log).finish();
+    eprintln!(
+        "--- {label}: rackboot-load took {:.1?} ---\n{}",
+        started.elapsed(),
+        result.2
+    );
+    result
+}
 const KERNEL: u64 = 4 << 20;
 const INITRD: u64 = 8 << 20;
 /// Sizes close to syslinux 6.04's modules, plus the kernel and initrd.
@@ -73,57 +88,6 @@ fn start(root: &Path, io: Io) -> (Server, SocketAddr) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (server, http)
-}
-
-/// Runs rackboot-load to completion (bounded) and returns its exit code,
-/// its JSON summary and its output.
-fn run_load(args: &[String], dir: &Path, label: &str) -> (Option<i32>, serde_json::Value, String) {
-    let json = dir.join(format!("{label}.json"));
-    let log = dir.join(format!("{label}.log"));
-    let log_file = fs::File::create(&log).unwrap();
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rackboot-load"))
-        .args(args)
-        .arg("--duration-limit")
-        .arg(LOAD_LIMIT.as_secs().to_string())
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start rackboot-load");
-    let deadline = started + LOAD_LIMIT + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill(); // our own child, by PID
-            let _ = child.wait();
-            panic!(
-                "rackboot-load ignored its own --duration-limit:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(&log).unwrap_or_default();
-    eprintln!(
-        "--- {label}: rackboot-load took {:.1?} ---\n{output}",
-        started.elapsed()
-    );
-    let summary = fs::read_to_string(&json)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| panic!("rackboot-load wrote no JSON summary ({status}):\n{output}"));
-    (status.code(), summary, output)
-}
-
-fn field(summary: &serde_json::Value, key: &str) -> u64 {
-    summary[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("summary lacks `{key}`: {summary}"))
 }
 
 fn args(list: &[&str]) -> Vec<String> {

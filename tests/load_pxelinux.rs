@@ -13,11 +13,11 @@
 
 mod common;
 
+use common::load::{Load, field};
 use common::*;
 use std::fs;
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 200;
@@ -27,6 +27,12 @@ const MISSES_PER_CLIENT: u64 = 10;
 /// The load generator stops itself after this; the test kills it a little
 /// later should it hang anyway.
 const LOAD_LIMIT: Duration = Duration::from_secs(150);
+
+/// Runs rackboot-load to completion (bounded by LOAD_LIMIT) and returns
+/// its exit code, its JSON summary and its output.
+fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_json::Value, String) {
+    Load::start(args, LOAD_LIMIT, json, log).finish()
+}
 
 /// Sizes close to syslinux 6.04's modules, plus a small kernel and initrd.
 const BOOT_FILES: [(&str, u64); 5] = [
@@ -58,48 +64,6 @@ fn boot_root(root: &Path) -> u64 {
     BOOT_FILES.iter().map(|(_, size)| size).sum::<u64>() + DEFAULT_CFG.len() as u64
 }
 
-/// Runs rackboot-load to completion (bounded) and returns its exit code,
-/// its JSON summary and its output.
-fn run_load(args: &[String], json: &Path, log: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let log_file = fs::File::create(log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rackboot-load"))
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start rackboot-load");
-    let deadline = Instant::now() + LOAD_LIMIT + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill(); // our own child, by PID
-            let _ = child.wait();
-            panic!(
-                "rackboot-load ignored its own --duration-limit:\n{}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(log).unwrap_or_default();
-    let summary = fs::read_to_string(json)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| panic!("rackboot-load wrote no JSON summary ({status}):\n{output}"));
-    (status.code(), summary, output)
-}
-
-fn field(summary: &serde_json::Value, key: &str) -> u64 {
-    summary[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("summary lacks `{key}`: {summary}"))
-}
-
 fn pxelinux_boot_storm(io: Io) {
     let fixture = Fixture::new(&[]);
     let root = fixture.root();
@@ -120,8 +84,6 @@ fn pxelinux_boot_storm(io: Io) {
         "initrd.img",
         "--verify-dir",
         &root.display().to_string(),
-        "--duration-limit",
-        &LOAD_LIMIT.as_secs().to_string(),
         "--svg",
         &svg.display().to_string(),
     ]

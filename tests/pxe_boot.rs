@@ -384,7 +384,10 @@ fn ovmf_asks_on_4011_and_the_chained_ipxe_runs_its_script() {
     scene.stop_vm();
     // The firmware's size probe is not a failure; the chain is followed
     // through port 4011 to iPXE's script.
-    check_doctor(&mut scene, &["booted snponly.efi, then stopped after boot.ipxe"]);
+    check_doctor(
+        &mut scene,
+        &["booted snponly.efi, then stopped after boot.ipxe"],
+    );
 
     let com1 = scene.serial(0);
     for needle in [
@@ -596,7 +599,9 @@ fn seabios_ipxe_rom_loads_kernel_and_initrd_over_http() {
     let bytes = HTTP_BOOT_IPXE.len() as u64 + lkrn_len + initrd.len() as u64;
     check_doctor(
         &mut scene,
-        &[&format!("booted boot.ipxe, then stopped after initrd.img (3 files, {bytes} bytes)")],
+        &[&format!(
+            "booted boot.ipxe, then stopped after initrd.img (3 files, {bytes} bytes)"
+        )],
     );
 }
 
@@ -661,6 +666,163 @@ fn lpxelinux_loads_kernel_and_initrd_over_http() {
     scene.check(
         wire_read_count(&scene, "ipxe.lkrn") == 0 && wire_read_count(&scene, "initrd.img") == 0,
         || "the kernel or initrd went over TFTP".into(),
+    );
+}
+
+/// `rackboot status --json` from the control socket: the VM's row.
+fn status_row(socket: &Path) -> Option<serde_json::Value> {
+    let out = std::process::Command::new(pxe::RACKBOOT)
+        .args(["status", "--json", "--control-socket"])
+        .arg(socket)
+        .output()
+        .expect("run rackboot status");
+    assert!(
+        out.status.success(),
+        "rackboot status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    doc["machines"]
+        .as_array()
+        .expect("machines")
+        .iter()
+        .find(|m| m["mac"] == pxe::qemu::MAC)
+        .cloned()
+}
+
+/// A row's stages as (name, ms from the boot's first event).
+fn stages_of(row: &serde_json::Value) -> Vec<(String, u64)> {
+    row["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_owned(),
+                s["at_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const STAGES: [&str; 6] = ["offer", "ack", "boot_file", "config", "kernel", "initrd"];
+
+/// Stages listed in their order and reached in that order.
+fn check_stage_order(scene: &Scene, stages: &[(String, u64)]) {
+    let ranks: Vec<usize> = stages
+        .iter()
+        .map(|(name, _)| STAGES.iter().position(|s| s == name).expect("known stage"))
+        .collect();
+    scene.check(ranks.windows(2).all(|w| w[0] < w[1]), || {
+        format!("stages out of order: {stages:?}")
+    });
+    scene.check(stages.windows(2).all(|w| w[0].1 <= w[1].1), || {
+        format!("stages reached out of order: {stages:?}")
+    });
+}
+
+/// `rackboot status` during and after a BIOS boot (the iPXE ROM, then
+/// pxelinux.0, its configuration, a kernel and an initrd, all over TFTP):
+/// the VM's row, by MAC, shows each stage as it is reached, in order, and
+/// at the end all of them with the machine's address and architecture.
+/// The ROM boots the offer's file without asking on 4011, so the files,
+/// requested by address only, reach the MAC's row through the server's
+/// neighbour table, and there is no `ack` stage.
+#[test]
+fn status_follows_a_bios_boot_to_its_kernel_and_initrd() {
+    let machine = Machine::SeaBiosIpxeRom;
+    machine.require();
+    requires_pxelinux();
+    pxe::require_file(IPXE_LKRN.0, IPXE_LKRN.1);
+    let mut scene = Scene::new("status", 31);
+    pxe::install(&scene.root, &[PXELINUX, IPXE_LKRN]);
+    pxe::install(&scene.root, &SYSLINUX_MODULES[..1]);
+    std::fs::create_dir(scene.root.join("pxelinux.cfg")).expect("pxelinux.cfg");
+    std::fs::write(
+        scene.root.join("pxelinux.cfg/default"),
+        // Three seconds at pxelinux's prompt: a view of the boot under
+        // way, with its configuration read and no kernel yet.
+        "PROMPT 1\nTIMEOUT 30\nDEFAULT linux\nLABEL linux\n  KERNEL ipxe.lkrn\n  INITRD initrd.img\n",
+    )
+    .expect("write default");
+    std::fs::write(scene.root.join("initrd.img"), vec![0x5au8; 1 << 20]).expect("initrd.img");
+    let socket = scene.dir().join("control.sock");
+    let socket_arg = socket.display().to_string();
+    scene.start_rackboot(&["--boot", "bios=pxelinux.0", "--control-socket", &socket_arg]);
+    scene.boot(machine);
+    // During the boot: every half second, until the kernel (a second
+    // iPXE) prints its banner.
+    let mut seen: Vec<Vec<(String, u64)>> = Vec::new();
+    let started = std::time::Instant::now();
+    while scene.serial(0).matches(IPXE_BANNER).count() < 2 {
+        if started.elapsed() > BIOS_BOOT_TIMEOUT {
+            scene.fail(&format!(
+                "the kernel never started; status rows seen: {seen:?}"
+            ));
+        }
+        if let Some(row) = status_row(&socket) {
+            let stages = stages_of(&row);
+            if seen.last() != Some(&stages) {
+                eprintln!("[status] {stages:?}");
+                seen.push(stages);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    scene.stop_vm();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let Some(row) = status_row(&socket) else {
+        scene.fail("the VM's MAC is not in `rackboot status`");
+    };
+    let last = stages_of(&row);
+    eprintln!("[status] after: {row:#}");
+    for stages in seen.iter().chain([&last]) {
+        check_stage_order(&scene, stages);
+    }
+    // Each view extends the one before: stages are only ever added.
+    let mut views = seen.clone();
+    views.push(last.clone());
+    for pair in views.windows(2) {
+        let names = |v: &[(String, u64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let later = names(&pair[1]);
+        scene.check(names(&pair[0]).iter().all(|n| later.contains(n)), || {
+            format!(
+                "a later view lost a stage: {:?} then {:?}",
+                pair[0], pair[1]
+            )
+        });
+    }
+    let at_prompt = ["offer", "boot_file", "config"];
+    scene.check(
+        seen.iter()
+            .any(|s| s.iter().map(|(n, _)| n.as_str()).eq(at_prompt)),
+        || format!("no view caught the boot at pxelinux's prompt: {seen:?}"),
+    );
+    let names: Vec<&str> = last.iter().map(|(n, _)| n.as_str()).collect();
+    scene.check(
+        names == ["offer", "boot_file", "config", "kernel", "initrd"],
+        || format!("stages at the end: {last:?}"),
+    );
+    scene.check(row["arch"] == "bios", || format!("arch: {row}"));
+    scene.check(row["boot_file"] == "pxelinux.0", || {
+        format!("boot file: {row}")
+    });
+    let vm_ip = row["ip"].as_str().unwrap_or("");
+    scene.check(vm_ip.starts_with("10.214.31."), || format!("ip: {row}"));
+    scene.check(row["other_files"].as_u64() >= Some(1), || {
+        format!("ldlinux.c32 counts as another file: {row}")
+    });
+    // The plain table shows the same row.
+    let out = std::process::Command::new(pxe::RACKBOOT)
+        .args(["status", "--control-socket", &socket_arg])
+        .output()
+        .expect("rackboot status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}");
+    let line = table.lines().find(|l| l.starts_with(pxe::qemu::MAC));
+    scene.check(
+        line.is_some_and(|l| l.contains(vm_ip) && l.contains("bios")),
+        || format!("the table lacks the VM's row:\n{table}"),
     );
 }
 

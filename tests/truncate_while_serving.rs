@@ -26,7 +26,10 @@
 //! rewritten in place, alternating between two contents; every completed
 //! fetch must be exactly one of the two, never a mix.
 //!
-//! Both I/O backends.
+//! Both I/O backends. The server runs as it does by default when started
+//! as root: dropped to rackboot or nobody, with CAP_LEASE kept, so its read
+//! leases still protect the root-owned file (tests/privileges.rs checks the
+//! lease itself). The fixture's root is world-readable, its files 0644.
 
 mod common;
 
@@ -297,6 +300,7 @@ fn apply(change: Change, path: &Path, new: &[u8]) -> Duration {
         Change::Rename => {
             let tmp = path.with_extension("new");
             std::fs::write(&tmp, new).unwrap();
+            readable_by_all(&tmp);
             let t0 = Instant::now();
             std::fs::rename(&tmp, path).expect("rename over");
             t0.elapsed()
@@ -304,14 +308,22 @@ fn apply(change: Change, path: &Path, new: &[u8]) -> Duration {
     }
 }
 
+/// Root-owned and 0644: the dropped server reads it, and leases it only
+/// through CAP_LEASE.
+fn readable_by_all(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
 fn change_while_serving(io: Io, change: Change) {
     let _heavy = heavy_lock();
     let fx = Fixture::new(&[]);
     let path = fx.root().join(NAME);
     write_pattern_file(&path, SIZE as u64, NAME);
+    readable_by_all(&path);
     let original = Arc::new(pattern_bytes(NAME, SIZE));
     let new = new_content(change, &original);
-    let mut server = Server::spawn(&fx.root(), &ServerConfig::new(io));
+    let mut server = Server::spawn(&fx.root(), &ServerConfig::new(io).dropped());
     let addr = server.addr_v4();
     let progress: Arc<Vec<AtomicUsize>> =
         Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
@@ -456,7 +468,8 @@ fn rewrite_storm(io: Io) {
     let a = Arc::new(pattern_bytes("storm A", STORM_SIZE));
     let b = Arc::new(pattern_bytes("storm B", STORM_SIZE));
     std::fs::write(&path, &*a).unwrap();
-    let mut server = Server::spawn(&fx.root(), &ServerConfig::new(io));
+    readable_by_all(&path);
+    let mut server = Server::spawn(&fx.root(), &ServerConfig::new(io).dropped());
     let addr = server.addr_v4();
     let writing = Arc::new(AtomicBool::new(true));
     let clients: Vec<_> = (0..STORM_CLIENTS)

@@ -28,13 +28,25 @@ pub fn parse_line(text: &str) -> Result<Option<Line>, String> {
     };
     // dnsmasq's option names are lower case; accept any case.
     let key = collect(trim(key)).to_ascii_lowercase();
-    let value = value.map(|value| {
-        value
-            .split(|ch| ch.c == ',' && !ch.quoted)
-            .map(|field| collect(trim(field)))
-            .collect()
-    });
+    let value = value.map(fields);
     Ok(Some(Line { key, value }))
+}
+
+/// Splits a line that has no option name (a `dhcp-hostsdir` file's line,
+/// `52:54:00:12:34:56,set:known`) into its comma-separated fields, with
+/// the same quoting and comments; `None` for blank and comment lines.
+pub fn parse_fields(text: &str) -> Result<Option<Vec<String>>, String> {
+    let chars = unquote(text)?;
+    let chars = trim(&chars);
+    Ok((!chars.is_empty()).then(|| fields(chars)))
+}
+
+/// The fields between unquoted commas, each trimmed.
+fn fields(chars: &[Char]) -> Vec<String> {
+    chars
+        .split(|ch| ch.c == ',' && !ch.quoted)
+        .map(|field| collect(trim(field)))
+        .collect()
 }
 
 /// Resolves quotes and drops the comment, as dnsmasq's reader does.

@@ -32,6 +32,7 @@ use crate::suggest::closest;
 
 mod line;
 
+pub use line::parse_fields;
 use line::parse_line;
 
 /// The largest file read: dnsmasq configurations are a few KiB, and this

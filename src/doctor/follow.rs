@@ -515,7 +515,13 @@ fn http_response(transfer: &mut Transfer, segment: &Segment<'_>) {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<u64>().ok());
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
     if transfer.expected == Some(0) {
         // HEAD: the head is the whole answer.
         transfer.outcome = Outcome::Probe;

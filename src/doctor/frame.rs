@@ -8,8 +8,8 @@ use std::net::SocketAddrV4;
 
 use pnet_packet::Packet as _;
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
-use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ip::IpNextHeaderProtocol;
+use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{TcpFlags, TcpPacket};
 use pnet_packet::udp::UdpPacket;

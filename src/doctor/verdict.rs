@@ -884,15 +884,33 @@ mod tests {
         s.lease(0.0)
             .proxy_offer(0.15, [10, 0, 0, 2], Some("undionly.kpxe"))
             .fetch(1.0, 1000, "undionly.kpxe", Some(1))
-            .tcp(2.0, client, server, 1, b"GET /vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .tcp(2.1, server, client, 100, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234");
+            .tcp(
+                2.0,
+                client,
+                server,
+                1,
+                b"GET /vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .tcp(
+                2.1,
+                server,
+                client,
+                100,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234",
+            );
         // The rest in one segment, then that segment again (retransmitted):
         // counted once.
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234".len() as u32;
         s.tcp(2.2, server, client, 100 + head, b"567890")
             .tcp(2.3, server, client, 100 + head, b"567890")
             .tcp(3.0, client, server, 40, b"GET /initrd.img HTTP/1.1\r\n\r\n")
-            .tcp(3.1, server, client, 200, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            .tcp(
+                3.1,
+                server,
+                client,
+                200,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            );
         assert_eq!(
             s.verdict(),
             "52:54:00:12:34:56 (x64 UEFI, 10.0.0.57): booted undionly.kpxe, then stopped after \
@@ -902,9 +920,21 @@ mod tests {
         let mut cut = Scenario::new();
         cut.lease(0.0)
             .tcp(2.0, client, server, 1, b"HEAD /vmlinuz HTTP/1.1\r\n\r\n")
-            .tcp(2.1, server, client, 100, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .tcp(
+                2.1,
+                server,
+                client,
+                100,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            )
             .tcp(3.0, client, server, 40, b"GET /vmlinuz HTTP/1.1\r\n\r\n")
-            .tcp(3.1, server, client, 200, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12");
+            .tcp(
+                3.1,
+                server,
+                client,
+                200,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12",
+            );
         assert!(
             cut.verdict().contains(
                 ": the HTTP request for vmlinuz to 10.0.0.2: stopped after 2 of 10 bytes over HTTP;"

@@ -20,9 +20,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds the metrics listener (before privileges are dropped).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr).map_err(|e| {
-        io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}"))
-    })?;
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -111,12 +110,26 @@ fn answer(mut stream: TcpStream, exposition: &Exposition) -> io::Result<()> {
                 );
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
-            _ => return respond(&mut stream, "400 Bad Request", "text/plain", b"bad request\n", true),
+            _ => {
+                return respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "text/plain",
+                    b"bad request\n",
+                    true,
+                );
+            }
         }
     };
     let head = method == "HEAD";
     if method != "GET" && !head {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"GET /metrics\n", true);
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET /metrics\n",
+            true,
+        );
     }
     match path.split('?').next().unwrap_or("") {
         "/metrics" if openmetrics => {
@@ -134,7 +147,13 @@ fn answer(mut stream: TcpStream, exposition: &Exposition) -> io::Result<()> {
             b"rackboot: metrics at /metrics\n",
             !head,
         ),
-        _ => respond(&mut stream, "404 Not Found", "text/plain", b"not found: try /metrics\n", !head),
+        _ => respond(
+            &mut stream,
+            "404 Not Found",
+            "text/plain",
+            b"not found: try /metrics\n",
+            !head,
+        ),
     }
 }
 

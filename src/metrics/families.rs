@@ -81,7 +81,10 @@ impl TransferOutcome {
     }
 
     pub fn is_success(self) -> bool {
-        matches!(self, TransferOutcome::Complete | TransferOutcome::Unconfirmed)
+        matches!(
+            self,
+            TransferOutcome::Complete | TransferOutcome::Unconfirmed
+        )
     }
 }
 

@@ -18,9 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 pub use cell::{Counter, Gauge, Histogram, HistogramSum};
-pub use families::{
-    Direction, HttpMetrics, ProxyMetrics, Refusal, TftpMetrics, TransferOutcome,
-};
+pub use families::{Direction, HttpMetrics, ProxyMetrics, Refusal, TftpMetrics, TransferOutcome};
 
 use crate::dhcp::{Arch, silence::Reason};
 
@@ -189,7 +187,12 @@ fn histogram(
     sum: &HistogramSum,
 ) -> std::fmt::Result {
     let mut metric = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum.sum(), sum.count, &sum.per_bucket(bounds), None)
+    metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        sum.sum(),
+        sum.count,
+        &sum.per_bucket(bounds),
+        None,
+    )
 }
 
 impl Collector for Scrape {
@@ -198,7 +201,10 @@ impl Collector for Scrape {
         let proxy = &m.proxy;
         let none = || Vec::<(&'static str, &str)>::new();
 
-        gauges(&mut enc, "rackboot_build_info", "The running rackboot: version and I/O backend.",
+        gauges(
+            &mut enc,
+            "rackboot_build_info",
+            "The running rackboot: version and I/O backend.",
             [(
                 vec![
                     ("version", env!("CARGO_PKG_VERSION")),
@@ -209,9 +215,16 @@ impl Collector for Scrape {
         )?;
 
         // TFTP.
-        counters(&mut enc, "rackboot_tftp_requests", "TFTP read and write requests received.",
-            families::Direction::ALL
-                .map(|d| (vec![("direction", d.label())], m.sum(|s| &s.tftp.requests[d as usize]))),
+        counters(
+            &mut enc,
+            "rackboot_tftp_requests",
+            "TFTP read and write requests received.",
+            families::Direction::ALL.map(|d| {
+                (
+                    vec![("direction", d.label())],
+                    m.sum(|s| &s.tftp.requests[d as usize]),
+                )
+            }),
         )?;
         let mut transfers = Vec::new();
         for d in families::Direction::ALL {
@@ -222,11 +235,22 @@ impl Collector for Scrape {
                 ));
             }
         }
-        counters(&mut enc, "rackboot_tftp_transfers", "TFTP transfers ended, by direction and outcome.",
+        counters(
+            &mut enc,
+            "rackboot_tftp_transfers",
+            "TFTP transfers ended, by direction and outcome.",
             transfers,
         )?;
-        counters(&mut enc, "rackboot_tftp_refusals", "TFTP requests refused before a transfer started, by reason.",
-            Refusal::ALL.map(|r| (vec![("reason", r.label())], m.sum(|s| &s.tftp.refused[r as usize]))),
+        counters(
+            &mut enc,
+            "rackboot_tftp_refusals",
+            "TFTP requests refused before a transfer started, by reason.",
+            Refusal::ALL.map(|r| {
+                (
+                    vec![("reason", r.label())],
+                    m.sum(|s| &s.tftp.refused[r as usize]),
+                )
+            }),
         )?;
         for (name, help, cell) in [
             (
@@ -257,7 +281,10 @@ impl Collector for Scrape {
         ] {
             counters(&mut enc, name, help, [(none(), m.sum(cell))])?;
         }
-        gauges(&mut enc, "rackboot_tftp_active_transfers", "TFTP transfers running now.",
+        gauges(
+            &mut enc,
+            "rackboot_tftp_active_transfers",
+            "TFTP transfers running now.",
             [(none(), m.sum_gauge(|s| &s.tftp.active) as i64)],
         )?;
         histogram(
@@ -276,25 +303,43 @@ impl Collector for Scrape {
         )?;
 
         // HTTP.
-        counters(&mut enc, "rackboot_http_connections", "HTTP connections accepted.",
+        counters(
+            &mut enc,
+            "rackboot_http_connections",
+            "HTTP connections accepted.",
             [(none(), m.sum(|s| &s.http.connections))],
         )?;
-        counters(&mut enc, "rackboot_http_refused_connections", "HTTP connections turned away with 503 over the connection cap.",
+        counters(
+            &mut enc,
+            "rackboot_http_refused_connections",
+            "HTTP connections turned away with 503 over the connection cap.",
             [(none(), m.sum(|s| &s.http.refused))],
         )?;
-        counters(&mut enc, "rackboot_http_responses", "HTTP responses, by status class.",
+        counters(
+            &mut enc,
+            "rackboot_http_responses",
+            "HTTP responses, by status class.",
             families::STATUS_CLASSES
                 .iter()
                 .enumerate()
                 .map(|(i, c)| (vec![("code", *c)], m.sum(|s| &s.http.responses[i]))),
         )?;
-        counters(&mut enc, "rackboot_http_aborted_responses", "HTTP responses cut short (file changed, client gone, stalled).",
+        counters(
+            &mut enc,
+            "rackboot_http_aborted_responses",
+            "HTTP responses cut short (file changed, client gone, stalled).",
             [(none(), m.sum(|s| &s.http.aborted))],
         )?;
-        counters(&mut enc, "rackboot_http_sent_bytes", "HTTP body bytes sent.",
+        counters(
+            &mut enc,
+            "rackboot_http_sent_bytes",
+            "HTTP body bytes sent.",
             [(none(), m.sum(|s| &s.http.sent_bytes))],
         )?;
-        gauges(&mut enc, "rackboot_http_open_connections", "HTTP connections open now.",
+        gauges(
+            &mut enc,
+            "rackboot_http_open_connections",
+            "HTTP connections open now.",
             [(none(), m.sum_gauge(|s| &s.http.open) as i64)],
         )?;
 
@@ -303,27 +348,50 @@ impl Collector for Scrape {
         for (k, kind) in families::REPLY_KINDS.iter().enumerate() {
             for arch in Arch::ALL {
                 replies.push((
-                    vec![("kind", families::reply_kind_label(*kind)), ("arch", arch.name())],
+                    vec![
+                        ("kind", families::reply_kind_label(*kind)),
+                        ("arch", arch.name()),
+                    ],
                     proxy.replies[k][arch as usize].get(),
                 ));
             }
         }
-        counters(&mut enc, "rackboot_proxy_replies", "proxyDHCP replies sent: offers on port 67, ACKs on 4011, by client architecture.",
+        counters(
+            &mut enc,
+            "rackboot_proxy_replies",
+            "proxyDHCP replies sent: offers on port 67, ACKs on 4011, by client architecture.",
             replies,
         )?;
-        counters(&mut enc, "rackboot_proxy_silences", "proxyDHCP datagrams deliberately not answered, by reason.",
-            Reason::ALL.map(|r| (vec![("reason", r.label())], proxy.silences[r as usize].get())),
+        counters(
+            &mut enc,
+            "rackboot_proxy_silences",
+            "proxyDHCP datagrams deliberately not answered, by reason.",
+            Reason::ALL.map(|r| {
+                (
+                    vec![("reason", r.label())],
+                    proxy.silences[r as usize].get(),
+                )
+            }),
         )?;
-        counters(&mut enc, "rackboot_proxy_unsent_replies", "proxyDHCP replies the kernel refused to send.",
+        counters(
+            &mut enc,
+            "rackboot_proxy_unsent_replies",
+            "proxyDHCP replies the kernel refused to send.",
             [(none(), proxy.unsent.get())],
         )?;
 
         // The file cache.
         let (files, bytes) = self.gauges.cache_usage();
-        gauges(&mut enc, "rackboot_file_cache_files", "Files the cache holds open for clients.",
+        gauges(
+            &mut enc,
+            "rackboot_file_cache_files",
+            "Files the cache holds open for clients.",
             [(none(), files as i64)],
         )?;
-        gauges(&mut enc, "rackboot_file_cache_mapped_bytes", "Bytes of those files mapped (or copied) in memory.",
+        gauges(
+            &mut enc,
+            "rackboot_file_cache_mapped_bytes",
+            "Bytes of those files mapped (or copied) in memory.",
             [(none(), bytes as i64)],
         )?;
         Ok(())

@@ -11,12 +11,40 @@ pub fn mac_of(ip: IpAddr) -> Option<[u8; 6]> {
     let IpAddr::V4(ip) = ip else {
         return None;
     };
-    let table = std::fs::read_to_string("/proc/net/arp").ok()?;
-    find(&table, ip)
+    find(&read_table()?, ip)
+}
+
+/// /proc/net/arp, opened before the sandbox is applied (Landlock checks
+/// opens, not reads, and cannot reliably name a /proc/self path), read
+/// again from the start at each lookup.
+static TABLE: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Opens the table for [`read_table`]; called before the sandbox.
+pub fn open_table() {
+    TABLE.get_or_init(|| std::fs::File::open("/proc/net/arp").ok());
+}
+
+/// The text of /proc/net/arp: through the descriptor [`open_table`]
+/// opened, else by path.
+pub fn read_table() -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let Some(Some(file)) = TABLE.get() else {
+        return std::fs::read_to_string("/proc/net/arp").ok();
+    };
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match file.read_at(&mut buf, text.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(text).ok()
 }
 
 /// Looks `ip` up in the text of /proc/net/arp.
-fn find(table: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
+pub fn find(table: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
     const COMPLETE: u32 = 0x2;
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();

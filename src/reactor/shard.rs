@@ -16,8 +16,8 @@ use slab::Slab;
 
 use crossbeam_utils::CachePadded;
 
-use super::{Shared, telemetry};
 use super::socket::{PortPicker, RecvMeta};
+use super::{Shared, telemetry};
 use crate::files::{ResolveError, ServedFile};
 use crate::metrics::{Direction, Refusal, ShardMetrics};
 use crate::tftp::options::blksize_for_mtu;

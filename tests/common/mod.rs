@@ -86,6 +86,10 @@ impl ServerKind {
                     cmd.arg("--single-port");
                 }
                 cmd.args(&cfg.extra_args);
+                let user_given = cfg.extra_args.iter().any(|a| a.starts_with("--user"));
+                if let (Some(user), false) = (&cfg.user, user_given) {
+                    cmd.args(["--user", user]);
+                }
                 cmd
             }
             ServerKind::TftpdHpa => {
@@ -114,6 +118,11 @@ pub struct ServerConfig {
     /// Also listen on `[::1]` (same port as `127.0.0.1`).
     pub ipv6: bool,
     pub extra_args: Vec<String>,
+    /// `--user`: `root` unless a test is about dropping privileges (test
+    /// roots and configuration files are often private to root); `None`
+    /// leaves the flag out, so a server started as root drops by default.
+    /// A `--user` in `extra_args` wins.
+    pub user: Option<String>,
 }
 
 impl ServerConfig {
@@ -123,7 +132,15 @@ impl ServerConfig {
             single_port: false,
             ipv6: false,
             extra_args: Vec::new(),
+            user: Some("root".into()),
         }
+    }
+
+    /// Without `--user`: started as root, the server drops to its default
+    /// user (rackboot, else nobody) keeping only CAP_LEASE.
+    pub fn dropped(mut self) -> ServerConfig {
+        self.user = None;
+        self
     }
 }
 
@@ -595,6 +612,22 @@ fn read_all(p: &Path) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 
 /// Panics (never skips) if `program` is not on PATH.
+/// Binding ports 67 and 68 (a relay's or a client's DHCP port) needs
+/// privileges: root (CI runs the tests as root) or a lowered
+/// ip_unprivileged_port_start.
+pub fn require_low_ports() {
+    let unprivileged_from = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root || unprivileged_from <= 67,
+        "this test receives OFFERs on port 67 or 68 and must run as root (CI does)"
+    );
+}
+
 pub fn require_program(program: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))

@@ -392,6 +392,8 @@ impl NsServer {
             .arg(root)
             .args(["--listen", &addr.to_string(), "--io", io])
             .args(extra)
+            // Not about privileges: the tests' roots are private to root.
+            .args(["--user", "root"])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file)

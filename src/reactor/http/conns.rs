@@ -13,13 +13,13 @@ use slab::Slab;
 
 use super::io::{self as sock, SEND_CHUNK};
 use super::{GENERATION_LIMIT, HttpIo, HttpKey, OPEN, SENDING};
-use crate::metrics::{HttpMetrics, ShardMetrics};
-use crate::status::{BootEvent, FileOutcome, Name, Protocol, StatusSink};
-use crossbeam_utils::CachePadded;
 use crate::files::{ResolveError, ServedFile};
 use crate::http::response::{self, MAX_HEAD_LEN};
 use crate::http::{Connection, Limits, Lookup, Method, Served, Status, Version};
+use crate::metrics::{HttpMetrics, ShardMetrics};
 use crate::reactor::Shared;
+use crate::status::{BootEvent, FileOutcome, Name, Protocol, StatusSink};
+use crossbeam_utils::CachePadded;
 
 /// How often idle connections are checked against their deadlines.
 const SWEEP: Duration = Duration::from_millis(100);
@@ -295,7 +295,14 @@ impl HttpShard {
                 if conn.machine.transmit().is_none() && !aborted {
                     // The response is complete.
                     if let Some(cur) = conn.current.take() {
-                        finish(&self.metrics.http, &self.shared.status, conn.peer, &cur, now, false);
+                        finish(
+                            &self.metrics.http,
+                            &self.shared.status,
+                            conn.peer,
+                            &cur,
+                            now,
+                            false,
+                        );
                     }
                     conn.file = None;
                 }
@@ -343,7 +350,14 @@ impl HttpShard {
             conn.stream.as_raw_fd(),
         );
         if let Some(cur) = &conn.current {
-            finish(&self.metrics.http, &self.shared.status, conn.peer, cur, Instant::now(), aborted);
+            finish(
+                &self.metrics.http,
+                &self.shared.status,
+                conn.peer,
+                cur,
+                Instant::now(),
+                aborted,
+            );
         }
         OPEN.fetch_sub(1, Ordering::Relaxed);
         self.metrics.http.open.down();
@@ -417,7 +431,9 @@ fn lookup(
     if path == b"metrics"
         && let Some(page) = shared.metrics_page.get()
     {
-        let file = shared.cache.in_memory("metrics", page.render_text().into_bytes());
+        let file = shared
+            .cache
+            .in_memory("metrics", page.render_text().into_bytes());
         let (ino, len, mtime_ns, modified) = file.version_stamp();
         *found = Some(file);
         return Lookup::Found {
