@@ -19,7 +19,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Io, Server, ServerConfig, free_udp_port, require_low_ports};
+use common::{
+    Fixture, Io, Server, ServerConfig, free_proxy_ports, free_udp_port, require_low_ports,
+};
 use dhcproto::{Decodable, Decoder, v4::Message};
 
 /// How often a machine asks again while a change is awaited.
@@ -64,13 +66,7 @@ impl Proxy {
         let dir = fixture.dir.path().join("hosts");
         fs::create_dir(&dir).unwrap();
         prepare(&dir);
-        let dhcp_port = free_udp_port(false);
-        let pxe_port = loop {
-            let p = free_udp_port(false);
-            if p != dhcp_port {
-                break p;
-            }
-        };
+        let (dhcp_port, pxe_port) = free_proxy_ports();
         let mut args: Vec<String> = [
             "--dhcp-port",
             &dhcp_port.to_string(),

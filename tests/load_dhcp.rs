@@ -45,13 +45,7 @@ fn proxy_server(fixture: &Fixture) -> (Server, u16, u16) {
     let root = fixture.root();
     fs::write(root.join("pxelinux.0"), b"pxelinux").unwrap();
     fs::write(root.join("ipxe.efi"), b"ipxe").unwrap();
-    let dhcp_port = free_udp_port(false);
-    let pxe_port = loop {
-        let p = free_udp_port(false);
-        if p != dhcp_port {
-            break p;
-        }
-    };
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let mut cfg = ServerConfig::new(Io::Epoll);
     cfg.extra_args = [
         "--boot",

@@ -125,13 +125,7 @@ fn metrics_match_the_load(io: Io) {
     let dir = fixture.dir.path();
     let http_port = free_tcp_port();
     let metrics_port = free_tcp_port();
-    let dhcp_port = free_udp_port(false);
-    let pxe_port = loop {
-        let p = free_udp_port(false);
-        if p != dhcp_port {
-            break p;
-        }
-    };
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port));
     let mut cfg = ServerConfig::new(io);
     cfg.extra_args = [

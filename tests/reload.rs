@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Io, Server, ServerConfig, TestFile, free_udp_port, rrq};
+use common::{Fixture, Io, Server, ServerConfig, TestFile, free_proxy_ports, rrq};
 use dhcproto::{Decodable, Decoder, v4::Message};
 
 /// OVMF's port-4011 REQUEST, recorded, with ciaddr made 127.0.0.1 so the
@@ -124,7 +124,7 @@ fn sighup_swaps_the_configuration_for_new_requests_only() {
     let fixture = Fixture::new(&[big]);
     let config = fixture.dir.path().join("rackboot.toml");
     write_config(&config, "first.efi", "");
-    let (dhcp_port, pxe_port) = (free_udp_port(false), free_udp_port(false));
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let mut cfg = ServerConfig::new(Io::Uring);
     cfg.extra_args = [
         "--config",

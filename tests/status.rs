@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::Load;
-use common::{Fixture, Io, Server, ServerConfig, free_udp_port};
+use common::{Fixture, Io, Server, ServerConfig, free_proxy_ports};
 use dhcproto::{Decodable, Decoder, v4::Message};
 use rackboot::dhcp::{Arch, ReplyKind};
 use rackboot::status::table::{Key, NoNeighbours, Table};
@@ -211,17 +211,6 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// Two distinct free UDP ports: the proxy's DHCP and boot server ports.
-fn proxy_ports() -> (u16, u16) {
-    let dhcp = free_udp_port(false);
-    loop {
-        let pxe = free_udp_port(false);
-        if pxe != dhcp {
-            return (dhcp, pxe);
-        }
-    }
-}
-
 /// rackboot-load's DHCP scenario: `clients` distinct MACs, bounded.
 fn dhcp_load(dhcp_port: u16, pxe_port: u16, clients: u32, dir: &Path) -> serde_json::Value {
     let args: Vec<String> = [
@@ -258,7 +247,7 @@ fn status_of_100000_simulated_clients_stays_within_its_bound() {
     let root = fixture.root();
     fs::write(root.join("pxelinux.0"), b"pxelinux").unwrap();
     let socket = fixture.dir.path().join("control.sock");
-    let (dhcp_port, pxe_port) = proxy_ports();
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let mut cfg = ServerConfig::new(Io::Epoll);
     cfg.extra_args = vec![
         "--boot".into(),
@@ -373,7 +362,7 @@ fn reload_over_the_socket_applies_a_change_and_refuses_a_broken_file() {
     let config = fixture.dir.path().join("rackboot.toml");
     write_config(&config, "one.efi", "");
     let socket = fixture.dir.path().join("run/control.sock");
-    let (dhcp_port, pxe_port) = proxy_ports();
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let mut cfg = ServerConfig::new(Io::Epoll);
     cfg.extra_args = vec![
         "--config".into(),
@@ -465,7 +454,7 @@ fn the_control_socket_can_be_off_or_fail_without_stopping_the_server() {
     let fixture = Fixture::new(&[]);
     let root = fixture.root();
     fs::write(root.join("a.efi"), b"a").unwrap();
-    let (dhcp_port, pxe_port) = proxy_ports();
+    let (dhcp_port, pxe_port) = free_proxy_ports();
     let blocker = fixture.dir.path().join("not-a-dir");
     fs::write(&blocker, b"").unwrap();
     let impossible = blocker.join("control.sock");

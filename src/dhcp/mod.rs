@@ -17,6 +17,6 @@ pub use arch::Arch;
 pub use config::{BootEntry, ConfigError, MacOverride, Prompt, ProxyConfig, ProxySettings};
 pub use mac::MacPattern;
 pub use proxy::{
-    Destination, MAX_REPLY_LEN, Policy, Reply, ReplyKind, Request, ServerPort, Silence,
+    Answered, Destination, MAX_REPLY_LEN, Policy, Reply, ReplyKind, Request, ServerPort, Silence,
 };
 pub use silence::{Reason, SilenceCounts};

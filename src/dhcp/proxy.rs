@@ -115,6 +115,16 @@ pub struct Reply {
     pub arch: Arch,
 }
 
+/// Whom a reply answered, as the request said (read while answering, for
+/// the boot-status table): borrowed from the request's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered<'a> {
+    pub mac: &'a [u8],
+    pub ciaddr: Ipv4Addr,
+    /// Option 60 as sent.
+    pub vendor_class: Option<&'a [u8]>,
+}
+
 /// What option 43 of a reply holds.
 #[derive(Debug, Clone, Copy)]
 enum VendorOptions {
@@ -205,6 +215,15 @@ impl Policy {
     /// Answers one request, writing the reply into `out` (see
     /// [`MAX_REPLY_LEN`]). Never allocates.
     pub fn answer(&self, request: &Request<'_>, out: &mut [u8]) -> Result<Reply, Silence> {
+        self.answer_whom(request, out).map(|(reply, _)| reply)
+    }
+
+    /// [`Policy::answer`], and whom it answered.
+    pub fn answer_whom<'r>(
+        &self,
+        request: &Request<'r>,
+        out: &mut [u8],
+    ) -> Result<(Reply, Answered<'r>), Silence> {
         let packet = Packet::new_checked(request.bytes).map_err(Silence::Malformed)?;
         let client = ClientIdentity::from_options(packet.options());
         let (kind, arch, vendor_class) = self.classify(&packet, &client, request.port)?;
@@ -228,14 +247,20 @@ impl Policy {
             )
             .map_err(Silence::ReplyTooLarge)?;
         let (destination, source_port, delay) = self.route(kind, &packet, request.source);
-        Ok(Reply {
+        let reply = Reply {
             len,
             destination,
             source_port,
             delay,
             kind,
             arch,
-        })
+        };
+        let answered = Answered {
+            mac,
+            ciaddr: packet.ciaddr(),
+            vendor_class: client.vendor_class,
+        };
+        Ok((reply, answered))
     }
 
     /// Whether to answer at all: what kind of reply, for which

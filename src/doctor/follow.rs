@@ -227,14 +227,10 @@ impl Follow {
             self.http_request(at, segment);
             return;
         }
-        let Some(&(mac, index)) = self.http.get(&segment.dst) else {
+        let Some(&key) = self.http.get(&segment.dst) else {
             return;
         };
-        let Some(transfer) = self
-            .machines
-            .get_mut(&mac)
-            .and_then(|machine| machine.transfers.get_mut(index))
-        else {
+        let Some(transfer) = self.transfer_mut(key) else {
             return;
         };
         transfer.last_at = at;
@@ -262,26 +258,42 @@ impl Follow {
             return;
         };
         let client = segment.src;
-        let mac = self
-            .leases
-            .get(client.ip())
-            .copied()
-            .unwrap_or(segment.src_mac);
+        let mac = self.owner(client, segment.src_mac);
         let file = path.trim_start_matches('/').to_owned();
-        let head = method == "HEAD";
-        let Some(machine) = self.machine(at, mac) else {
-            return;
-        };
-        if machine.transfers.len() >= MAX_TRANSFERS {
-            machine.transfers_dropped += 1;
-            return;
-        }
         let mut transfer = Transfer::new(Protocol::Http, at, file, client, *segment.dst.ip());
         // A HEAD is a size probe, as TFTP's tsize-then-ERROR 8 is.
-        transfer.expected = head.then_some(0);
+        transfer.expected = (method == "HEAD").then_some(0);
+        if let Some(key) = self.push_transfer(at, mac, transfer) {
+            self.http.insert(client, key);
+        }
+    }
+
+    /// The machine a file request is from: the one leased its address,
+    /// else the frame's source MAC (a routed client's is the router's).
+    fn owner(&self, client: SocketAddrV4, src_mac: [u8; 6]) -> [u8; 6] {
+        self.leases.get(client.ip()).copied().unwrap_or(src_mac)
+    }
+
+    /// Adds `transfer` to `mac`'s machine (unless filtered out or past
+    /// [`MAX_TRANSFERS`]); returns where it is.
+    fn push_transfer(
+        &mut self,
+        at: Duration,
+        mac: [u8; 6],
+        transfer: Transfer,
+    ) -> Option<([u8; 6], usize)> {
+        let machine = self.machine(at, mac)?;
+        if machine.transfers.len() >= MAX_TRANSFERS {
+            machine.transfers_dropped += 1;
+            return None;
+        }
         machine.transfers.push(transfer);
-        let index = machine.transfers.len() - 1;
-        self.http.insert(client, (mac, index));
+        Some((mac, machine.transfers.len() - 1))
+    }
+
+    /// The transfer a [`Follow::push_transfer`] key names.
+    fn transfer_mut(&mut self, (mac, index): ([u8; 6], usize)) -> Option<&mut Transfer> {
+        self.machines.get_mut(&mac)?.transfers.get_mut(index)
     }
 
     /// Feeds one UDP datagram.
@@ -401,12 +413,7 @@ impl Follow {
         } else {
             return;
         };
-        let (mac, index) = key;
-        let Some(transfer) = self
-            .machines
-            .get_mut(&mac)
-            .and_then(|machine| machine.transfers.get_mut(index))
-        else {
+        let Some(transfer) = self.transfer_mut(key) else {
             return;
         };
         transfer.last_at = at;
@@ -463,20 +470,12 @@ impl Follow {
 
     fn rrq(&mut self, at: Duration, datagram: &Datagram<'_>, request: &tftp::Request<'_>) {
         let client = datagram.src;
-        let mac = self
-            .leases
-            .get(client.ip())
-            .copied()
-            .unwrap_or(datagram.src_mac);
+        let mac = self.owner(client, datagram.src_mac);
         let file = String::from_utf8_lossy(request.filename).into_owned();
-        let previous = self.transfers.get(&client).copied();
-        let Some(machine) = self.machine(at, mac) else {
-            return;
-        };
         // A retransmitted request: the same file from the same port, unanswered.
-        if let Some((previous_mac, index)) = previous
-            && previous_mac == mac
-            && let Some(transfer) = machine.transfers.get_mut(index)
+        if let Some(&previous) = self.transfers.get(&client)
+            && previous.0 == mac
+            && let Some(transfer) = self.transfer_mut(previous)
             && transfer.file == file
             && transfer.outcome == Outcome::Waiting
         {
@@ -484,14 +483,10 @@ impl Follow {
             transfer.last_at = at;
             return;
         }
-        if machine.transfers.len() >= MAX_TRANSFERS {
-            machine.transfers_dropped += 1;
-            return;
-        }
         let transfer = Transfer::new(Protocol::Tftp, at, file, client, *datagram.dst.ip());
-        machine.transfers.push(transfer);
-        let index = machine.transfers.len() - 1;
-        self.transfers.insert(client, (mac, index));
+        if let Some(key) = self.push_transfer(at, mac, transfer) {
+            self.transfers.insert(client, key);
+        }
     }
 }
 

@@ -179,6 +179,16 @@ fn gauges<'l>(
     Ok(())
 }
 
+/// A counter family of one sample, without labels.
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    counters(enc, name, help, [(Vec::new(), value)])
+}
+
+/// A gauge family of one sample, without labels.
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    gauges(enc, name, help, [(Vec::new(), value as i64)])
+}
+
 fn histogram(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -199,7 +209,6 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let m = &self.metrics;
         let proxy = &m.proxy;
-        let none = || Vec::<(&'static str, &str)>::new();
 
         gauges(
             &mut enc,
@@ -252,40 +261,41 @@ impl Collector for Scrape {
                 )
             }),
         )?;
-        for (name, help, cell) in [
-            (
-                "rackboot_tftp_sent_bytes",
-                "File bytes delivered over TFTP (acknowledged).",
-                (|s: &ShardMetrics| &s.tftp.sent_bytes) as fn(&ShardMetrics) -> &Counter,
-            ),
-            (
-                "rackboot_tftp_received_bytes",
-                "Bytes received in TFTP uploads.",
-                |s| &s.tftp.received_bytes,
-            ),
-            (
-                "rackboot_tftp_blocks_resent",
-                "TFTP data blocks sent again.",
-                |s| &s.tftp.blocks_resent,
-            ),
-            (
-                "rackboot_tftp_timeouts",
-                "TFTP retransmission timeouts.",
-                |s| &s.tftp.timeouts,
-            ),
-            (
-                "rackboot_tftp_malformed_packets",
-                "Datagrams on TFTP ports that were not valid TFTP or not expected.",
-                |s| &s.tftp.malformed,
-            ),
-        ] {
-            counters(&mut enc, name, help, [(none(), m.sum(cell))])?;
-        }
-        gauges(
+        counter(
+            &mut enc,
+            "rackboot_tftp_sent_bytes",
+            "File bytes delivered over TFTP (acknowledged).",
+            m.sum(|s| &s.tftp.sent_bytes),
+        )?;
+        counter(
+            &mut enc,
+            "rackboot_tftp_received_bytes",
+            "Bytes received in TFTP uploads.",
+            m.sum(|s| &s.tftp.received_bytes),
+        )?;
+        counter(
+            &mut enc,
+            "rackboot_tftp_blocks_resent",
+            "TFTP data blocks sent again.",
+            m.sum(|s| &s.tftp.blocks_resent),
+        )?;
+        counter(
+            &mut enc,
+            "rackboot_tftp_timeouts",
+            "TFTP retransmission timeouts.",
+            m.sum(|s| &s.tftp.timeouts),
+        )?;
+        counter(
+            &mut enc,
+            "rackboot_tftp_malformed_packets",
+            "Datagrams on TFTP ports that were not valid TFTP or not expected.",
+            m.sum(|s| &s.tftp.malformed),
+        )?;
+        gauge(
             &mut enc,
             "rackboot_tftp_active_transfers",
             "TFTP transfers running now.",
-            [(none(), m.sum_gauge(|s| &s.tftp.active) as i64)],
+            m.sum_gauge(|s| &s.tftp.active),
         )?;
         histogram(
             &mut enc,
@@ -303,17 +313,17 @@ impl Collector for Scrape {
         )?;
 
         // HTTP.
-        counters(
+        counter(
             &mut enc,
             "rackboot_http_connections",
             "HTTP connections accepted.",
-            [(none(), m.sum(|s| &s.http.connections))],
+            m.sum(|s| &s.http.connections),
         )?;
-        counters(
+        counter(
             &mut enc,
             "rackboot_http_refused_connections",
             "HTTP connections turned away with 503 over the connection cap.",
-            [(none(), m.sum(|s| &s.http.refused))],
+            m.sum(|s| &s.http.refused),
         )?;
         counters(
             &mut enc,
@@ -324,23 +334,23 @@ impl Collector for Scrape {
                 .enumerate()
                 .map(|(i, c)| (vec![("code", *c)], m.sum(|s| &s.http.responses[i]))),
         )?;
-        counters(
+        counter(
             &mut enc,
             "rackboot_http_aborted_responses",
             "HTTP responses cut short (file changed, client gone, stalled).",
-            [(none(), m.sum(|s| &s.http.aborted))],
+            m.sum(|s| &s.http.aborted),
         )?;
-        counters(
+        counter(
             &mut enc,
             "rackboot_http_sent_bytes",
             "HTTP body bytes sent.",
-            [(none(), m.sum(|s| &s.http.sent_bytes))],
+            m.sum(|s| &s.http.sent_bytes),
         )?;
-        gauges(
+        gauge(
             &mut enc,
             "rackboot_http_open_connections",
             "HTTP connections open now.",
-            [(none(), m.sum_gauge(|s| &s.http.open) as i64)],
+            m.sum_gauge(|s| &s.http.open),
         )?;
 
         // proxyDHCP.
@@ -373,26 +383,26 @@ impl Collector for Scrape {
                 )
             }),
         )?;
-        counters(
+        counter(
             &mut enc,
             "rackboot_proxy_unsent_replies",
             "proxyDHCP replies the kernel refused to send.",
-            [(none(), proxy.unsent.get())],
+            proxy.unsent.get(),
         )?;
 
         // The file cache.
         let (files, bytes) = self.gauges.cache_usage();
-        gauges(
+        gauge(
             &mut enc,
             "rackboot_file_cache_files",
             "Files the cache holds open for clients.",
-            [(none(), files as i64)],
+            files,
         )?;
-        gauges(
+        gauge(
             &mut enc,
             "rackboot_file_cache_mapped_bytes",
             "Bytes of those files mapped (or copied) in memory.",
-            [(none(), bytes as i64)],
+            bytes,
         )?;
         Ok(())
     }

@@ -351,6 +351,18 @@ pub fn free_udp_port(ipv6: bool) -> u16 {
     panic!("no UDP port free on both 127.0.0.1 and ::1");
 }
 
+/// Two different free UDP ports of 127.0.0.1: a proxyDHCP server's DHCP
+/// port and its boot server (4011) port, for `--dhcp-port`/`--pxe-port`.
+pub fn free_proxy_ports() -> (u16, u16) {
+    let dhcp = free_udp_port(false);
+    loop {
+        let pxe = free_udp_port(false);
+        if pxe != dhcp {
+            return (dhcp, pxe);
+        }
+    }
+}
+
 /// One readiness probe: RRQ for a file that does not exist, wait briefly
 /// for any TFTP packet in reply.
 fn probe(addr: SocketAddr) -> bool {

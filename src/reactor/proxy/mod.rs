@@ -329,8 +329,8 @@ impl Answerer {
             source: arrival.from,
             local_addr: local,
         };
-        let reply = match self.policy.get().answer(&request, &mut self.scratch) {
-            Ok(reply) => reply,
+        let (reply, answered) = match self.policy.get().answer_whom(&request, &mut self.scratch) {
+            Ok(answer) => answer,
             Err(silence) => {
                 self.metrics.silence(silence.reason());
                 status::post_silence(&self.status, bytes, silence.reason());
@@ -367,7 +367,7 @@ impl Answerer {
             out.push(&self.scratch[..reply.len], to, &arrival);
         }
         self.metrics.reply(reply.kind, reply.arch);
-        status::post_reply(&self.status, bytes, &reply, &self.scratch[..reply.len]);
+        status::post_reply(&self.status, &answered, &reply, &self.scratch[..reply.len]);
         log_reply(&self.settings, &reply, &arrival, &self.scratch[..reply.len]);
     }
 

@@ -1,28 +1,28 @@
 //! What the proxy tells the boot-status table: who was answered, with
 //! which file, and which PXE clients were deliberately not.
 
-use std::net::Ipv4Addr;
-
-use crate::dhcp::{Reason, Reply};
+use crate::dhcp::{Answered, Reason, Reply};
 use crate::status::{BootEvent, Name, StatusSink};
 use crate::wire::dhcp::Packet;
 
-/// A reply sent (or queued): `request` as received, `reply` as written.
-pub fn post_reply(sink: &StatusSink, request: &[u8], reply: &Reply, written: &[u8]) {
+/// A reply sent (or queued): whom it answered (as the policy read the
+/// request), `reply` and its bytes as written.
+pub fn post_reply(sink: &StatusSink, answered: &Answered<'_>, reply: &Reply, written: &[u8]) {
     if !sink.is_on() {
         return;
     }
-    let Some((mac, ciaddr, vendor)) = client(request) else {
+    let Ok(mac) = <[u8; 6]>::try_from(answered.mac.get(..6).unwrap_or(&[])) else {
         return;
     };
     let file = written.get(108..236).unwrap_or(&[]);
     let file = file.split(|&b| b == 0).next().unwrap_or(&[]);
+    let ciaddr = answered.ciaddr;
     sink.post(BootEvent::Proxy {
         mac,
         ip: (!ciaddr.is_unspecified()).then_some(ciaddr),
         arch: reply.arch,
         kind: reply.kind,
-        vendor_class: Name::new(vendor),
+        vendor_class: Name::new(answered.vendor_class.unwrap_or(&[])),
         file: Name::new(file),
     });
 }
@@ -43,14 +43,11 @@ pub fn post_silence(sink: &StatusSink, request: &[u8], reason: Reason) {
     if !sink.is_on() || !about_the_client {
         return;
     }
-    if let Some((mac, _, _)) = client(request) {
+    // A silence carries no reading of the request: its MAC, in place.
+    let mac = Packet::new_checked(request)
+        .ok()
+        .and_then(|packet| <[u8; 6]>::try_from(packet.chaddr().get(..6)?).ok());
+    if let Some(mac) = mac {
         sink.post(BootEvent::ProxySilence { mac, reason });
     }
-}
-
-/// The client's MAC, ciaddr and option 60, read in place.
-fn client(request: &[u8]) -> Option<([u8; 6], Ipv4Addr, &[u8])> {
-    let packet = Packet::new_checked(request).ok()?;
-    let mac: [u8; 6] = packet.chaddr().get(..6)?.try_into().ok()?;
-    Some((mac, packet.ciaddr(), packet.option(60).unwrap_or(&[])))
 }
