@@ -10,9 +10,27 @@ medians and each figure's ratio to the best peer (TFTP) or to dnsmasq
 work is the kernel's own cost for the traffic: a yardstick, never counted
 as a peer.
 
-TFTP (S1..S5): servers on 127.0.0.1:69, rackboot-load as the clients. The
-floor is tools/tftp-floor.rs, a lock-step responder (S1, S2 only: no
-windows, no retransmission).
+TFTP (S1..S5, B32, B64): servers on 127.0.0.1:69, rackboot-load as the
+clients. The floor is tools/tftp-floor.rs, a lock-step responder (S1, S2
+only: no windows, no retransmission). B32 and B64 measure bulk efficiency:
+2 x 256 MiB, one at a time, windowsize 64, at blksize 32768 and 65464.
+
+`--client atftp` drives the same scenarios with a second, independent
+client, the atftp command-line client (0.8: blksize and windowsize
+options): one `taskset -c 1 atftp --get -r FILE -l OUT --option "blksize
+N" [--option "windowsize W"] 127.0.0.1 69` per transfer, as many at once
+as the scenario's concurrency (a thread pool of launchers, itself pinned
+to CPU 1), OUT on a tmpfs (/dev/shm/rackboot-bench-PID). Every transfer is
+bounded (120 s, and 240 s for the whole scenario); after the last one, and
+outside the timed span, each OUT is compared byte for byte with the served
+file and deleted. A nonzero exit, a timeout or a mismatch is a failed
+transfer. MiB/s and transfers/s count verified transfers over the wall
+time of the whole scenario; p99 is per transfer (launch to exit, process
+start included); the load's CPU is its children's (getrusage
+RUSAGE_CHILDREN). S5 (pxelinux boot plans) is rackboot-load's only and
+skipped under atftp. `--client both` runs every TFTP scenario under each
+client: the rows and the JSON (results[scenario][client][server]) are
+keyed by client, and the ratio to the best peer compares within a client.
 
 DHCP (D1, D2): the script makes two network namespaces joined by a veth
 pair, the server's (10.254.0.1/24) and the clients' (10.254.0.2/24), named
@@ -65,16 +83,21 @@ namespace, the load's CPU that of the requests into the server's socket.
 
     sudo python3 tools/bench.py                 # all scenarios, 3 runs
     sudo python3 tools/bench.py --scenarios S1,S3 --runs 1 --servers rackboot,dnsmasq
+    sudo python3 tools/bench.py --scenarios B64,S1 --runs 1 --servers rackboot,atftpd --client both
     sudo python3 tools/bench.py --scenarios D1,D2 --runs 1 --servers rackboot,dnsmasq,floor
     sudo python3 tools/bench.py --scenarios H1,H2,H1w,H2w,S6 --servers rackboot,nginx,dnsmasq
 
 Needs root (port 69, namespaces, cgroups), the Debian packages dnsmasq and
-tftpd-hpa, perfdhcp (kea-admin) for D1, nginx-light and wrk for H*, and atftpd's binary, which is
-unpacked from its package (it conflicts with tftpd-hpa's) into the work
-directory. Results also go to --out (JSON).
+tftpd-hpa, perfdhcp (kea-admin) for D1, nginx-light and wrk for H*, atftp
+for --client atftp, and atftpd's binary, which is unpacked from its
+package (it conflicts with tftpd-hpa's) into the work directory. The
+script builds rackboot's binaries first (cargo build --release; --no-build
+takes those in target/release as they are). Results also go to --out
+(JSON).
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -109,7 +132,20 @@ SCENARIOS = {
     "S5": ("1000 concurrent pxelinux boots (kernel 2 MiB, initrd 4 MiB)",
            ["--scenario", "pxelinux", "--clients", "1000", "--concurrency", "1000", "--kernel", "vmlinuz",
             "--initrd", "initrd.img"]),
+    "B32": ("2 x 256 MiB, one at a time, blksize 32768, windowsize 64",
+            ["--scenario", "file", "--file", "f256m", "--clients", "2", "--concurrency", "1", "--blksize", "32768",
+             "--windowsize", "64"]),
+    "B64": ("2 x 256 MiB, one at a time, blksize 65464, windowsize 64",
+            ["--scenario", "file", "--file", "f256m", "--clients", "2", "--concurrency", "1", "--blksize", "65464",
+             "--windowsize", "64"]),
 }
+# The TFTP clients (--client): rackboot-load, or the atftp command-line
+# client, one process per transfer (`file` scenarios only).
+CLIENTS = ("rackboot-load", "atftp")
+ATFTP_TIMEOUT = 120.0  # seconds, per transfer
+ATFTP_SCENARIO_LIMIT = 240.0  # seconds, per scenario (rackboot-load's --duration-limit)
+# What a pxelinux boot plan (S5, S6) fetches.
+PXELINUX_FILES = {"pxelinux.0", "ldlinux.c32", "menu.c32", "pxelinux.cfg/default", "vmlinuz", "initrd.img"}
 
 # HTTP scenarios: rackboot-load (H1, H2, S6) or wrk (H1w, H2w) against
 # rackboot and nginx (S6: rackboot and dnsmasq, TFTP then HTTP or TFTP only).
@@ -193,6 +229,7 @@ FILES = {
     "vmlinuz": 2 * MIB + 77,
     "initrd.img": 4 * MIB + 5,
     "f32m": 32 * MIB,
+    "f256m": 256 * MIB,
     "f1g": GIB,
     "k32m": 32 * MIB + 111,
     "i128m": 128 * MIB + 222,
@@ -436,6 +473,147 @@ def run_once(server: str, scenario: str, root: Path, work: Path, load_bin: Path)
         "peak_rss_mib": peak["rss"] / MIB,
         "peak_anon_mib": peak["anon"] / MIB,
         "load_cpu_s": result.get("client_cpu_seconds", 0.0),
+    }
+
+
+def scenario_arg(scenario: str, flag: str, default: str | None = None) -> str | None:
+    """The value of `flag` in a TFTP scenario's rackboot-load arguments."""
+    a = SCENARIOS[scenario][1]
+    return a[a.index(flag) + 1] if flag in a else default
+
+
+def atftp_supports(scenario: str) -> bool:
+    """atftp fetches files: the `file` scenarios, not the boot plans (S5)."""
+    return scenario_arg(scenario, "--scenario") == "file"
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (no caching, unlike filecmp)."""
+    try:
+        if a.stat().st_size != b.stat().st_size:
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                x, y = fa.read(1 << 20), fb.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def run_atftp(server: str, scenario: str, root: Path, work: Path, shm: Path) -> dict:
+    """One TFTP scenario driven by the atftp client: one process per
+    transfer, pinned to CPU 1, as many at once as the scenario's
+    concurrency; the launching threads are pinned to CPU 1 too. Each
+    download lands in `shm` (a tmpfs); after the last transfer, outside the
+    timed span, each is compared with the served file and deleted."""
+    file = scenario_arg(scenario, "--file")
+    count = int(scenario_arg(scenario, "--clients"))
+    concurrency = int(scenario_arg(scenario, "--concurrency"))
+    options = []
+    for name in ("blksize", "windowsize"):
+        value = scenario_arg(scenario, f"--{name}")
+        if value is not None:
+            options += ["--option", f"{name} {value}"]
+    label = f"{server}-{scenario}-atftp"
+    outdir = shm / label
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    live: set[subprocess.Popen] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def transfer(i: int, deadline: float) -> tuple[int, float, str, int]:
+        """(index, seconds, failure or "", stderr lines beyond the option echo)"""
+        if stop.is_set() or time.monotonic() >= deadline:
+            return i, 0.0, "not-started", 0
+        out = outdir / str(i)
+        cmd = ["taskset", "-c", "1", "atftp", "--get", "-r", file, "-l", str(out), *options, HOST, str(PORT)]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with lock:
+            live.add(proc)
+        try:
+            if stop.is_set():
+                proc.kill()
+            _, err = proc.communicate(timeout=max(0.1, min(ATFTP_TIMEOUT, deadline - t0)))
+            failure = "" if proc.returncode == 0 else f"exit-{proc.returncode}"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            failure = "timeout"
+        finally:
+            with lock:
+                live.discard(proc)
+        seconds = time.monotonic() - t0
+        notes = sum(1 for line in err.decode(errors="replace").splitlines() if not line.startswith("Option "))
+        return i, seconds, failure, notes
+
+    cmd = server_command(server, root, work)
+    results = []
+    with ServerProcess(label, cmd, work / f"{label}.log") as srv:
+        wait_ready()
+        cpu0, load_cpu0 = srv.cpu_seconds(), children_cpu()
+        srv.reset_peak()
+        affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {1})  # this thread, and the pool's threads it starts
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency)
+        try:
+            start = time.monotonic()
+            deadline = start + ATFTP_SCENARIO_LIMIT
+            futures = [pool.submit(transfer, i, deadline) for i in range(count)]
+            results = [f.result() for f in futures]  # each bounded by ATFTP_TIMEOUT and the deadline
+            wall = time.monotonic() - start
+        except BaseException:
+            stop.set()
+            with lock:
+                for proc in list(live):
+                    proc.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            os.sched_setaffinity(0, affinity)
+        cpu = srv.cpu_seconds() - cpu0
+        load_cpu = children_cpu() - load_cpu0
+        peak = dict(srv.peak)
+    # Verification, outside the timed span.
+    served = root / file
+    failures: dict[str, int] = {}
+    ok_seconds = []
+    for i, seconds, failure, _ in results:
+        out = outdir / str(i)
+        if not failure and not same_bytes(served, out):
+            failure = "mismatch"
+        if failure:
+            failures[failure] = failures.get(failure, 0) + 1
+        else:
+            ok_seconds.append(seconds)
+        out.unlink(missing_ok=True)
+    shutil.rmtree(outdir, ignore_errors=True)
+    ok = len(ok_seconds)
+    nbytes = ok * served.stat().st_size if ok else 0
+    ok_seconds.sort()
+    p99 = ok_seconds[max(0, -(-99 * ok // 100) - 1)] if ok else 0.0  # nearest rank
+    gib = max(nbytes, 1) / GIB
+    wall = max(wall, 1e-9)
+    return {
+        "ok": ok,
+        "failed": count - ok,
+        "mib_s": nbytes / MIB / wall,
+        "transfers_s": ok / wall,
+        "p99_ms": 1e3 * p99,
+        "unanswered": None,  # not measured: atftp does not say
+        "cpu_s_per_gib": cpu / gib,
+        "peak_rss_mib": peak["rss"] / MIB,
+        "peak_anon_mib": peak["anon"] / MIB,
+        "load_cpu_s": load_cpu,
+        "wall_s": wall,
+        # atftp's complaints on stderr (timeouts, retries, out-of-window
+        # blocks), summed over the transfers.
+        "client_warnings": sum(r[3] for r in results),
+        "failure_kinds": ", ".join(f"{n} x {kind}" for kind, n in sorted(failures.items())),
     }
 
 
@@ -790,6 +968,10 @@ def main() -> int:
     ap.add_argument("--dhcp-clients", type=int, default=10000, help="D2: clients")
     ap.add_argument("--dhcp-concurrency", type=int, default=1000, help="D2: clients at once")
     ap.add_argument("--http-seconds", type=float, default=5.0, help="H1w, H2w: seconds of wrk per run")
+    ap.add_argument("--client", choices=[*CLIENTS, "both"], default="rackboot-load",
+                    help="TFTP scenarios: the load, rackboot-load, the atftp client, or each in turn")
+    ap.add_argument("--no-build", action="store_true",
+                    help="take rackboot's binaries in target/release as they are (no cargo build)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.py: run as root (port 69, network namespaces and cgroups)")
@@ -809,10 +991,10 @@ def main() -> int:
     work = Path(args.work)
     root = work / "root"
     root.mkdir(parents=True, exist_ok=True)
+    clients = list(CLIENTS) if args.client == "both" else [args.client]
     needed = set()
     for s in tftp:
-        a = SCENARIOS[s][1]
-        needed |= {a[a.index("--file") + 1]} if "--file" in a else set(FILES) - {"f32m", "f1g"}
+        needed |= {scenario_arg(s, "--file")} if scenario_arg(s, "--file") else PXELINUX_FILES
     for s in (s for s in http if s != "HR"):
         a = HTTP_SCENARIOS[s][1]
         needed |= ({"pxelinux.0", "ldlinux.c32", "menu.c32", "pxelinux.cfg/default", "vmlinuz", "initrd.img"}
@@ -821,29 +1003,57 @@ def main() -> int:
     make_root(root, needed)
     warm_page_cache(root, needed)
     bins = ["rackboot", "rackboot-load"] + (["tftp-floor"] if tftp else []) + (["dhcp-floor"] if dhcp else [])
-    subprocess.run(["cargo", "build", "--release", *(a for b in bins for a in ("--bin", b))], cwd=REPO, check=True)
+    if args.no_build:
+        missing = [b for b in bins if not (REPO / "target/release" / b).exists()]
+        if missing:
+            sys.exit(f"bench.py: --no-build, yet target/release lacks {','.join(missing)}")
+    else:
+        subprocess.run(["cargo", "build", "--release", *(a for b in bins for a in ("--bin", b))], cwd=REPO,
+                       check=True)
     load_bin = REPO / "target/release/rackboot-load"
     for s in servers:
         if not s.startswith("rackboot") and s not in ("atftpd", "floor", "nginx") and not shutil.which(server_command(s, root, work)[0]):
             sys.exit(f"bench.py: {s} not installed (apt-get install dnsmasq tftpd-hpa)")
     if "D1" in dhcp and not shutil.which("perfdhcp"):
         sys.exit("bench.py: D1 needs perfdhcp (apt-get install kea-admin)")
+    if tftp and "atftp" in clients and not shutil.which("atftp"):
+        sys.exit("bench.py: --client atftp needs the atftp client (apt-get install atftp)")
     for tool, package in (("nginx", "nginx-light"), ("wrk", "wrk")):
         if http and not shutil.which(tool):
             sys.exit(f"bench.py: H scenarios need {tool} (apt-get install {package})")
     results: dict = {}
-    for scenario in tftp:
-        results[scenario] = {}
-        for server in servers:
-            if server == "floor" and scenario not in FLOOR_SCENARIOS:
-                continue
-            runs = []
-            for i in range(args.runs):
-                r = run_once(server, scenario, root, work, load_bin)
-                print(f"{scenario} {server} run {i + 1}: {r['mib_s']:.0f} MiB/s, {r['cpu_s_per_gib']:.2f} CPU-s/GiB, "
-                      f"p99 {r['p99_ms']:.0f} ms, ok {r['ok']:.0f} failed {r['failed']:.0f}", file=sys.stderr)
-                runs.append(r)
-            results[scenario][server] = median_of(runs)
+    skipped: list[str] = []
+    shm = Path(f"/dev/shm/rackboot-bench-{os.getpid()}")  # atftp's downloads
+    try:
+        for scenario in tftp:
+            results[scenario] = {}
+            for client in clients:
+                if client == "atftp" and not atftp_supports(scenario):
+                    note = f"{scenario} skipped under atftp: a pxelinux boot plan, rackboot-load's only"
+                    print(f"bench.py: {note}", file=sys.stderr)
+                    skipped.append(note)
+                    continue
+                results[scenario][client] = {}
+                for server in servers:
+                    if server == "floor" and scenario not in FLOOR_SCENARIOS:
+                        continue
+                    runs = []
+                    for i in range(args.runs):
+                        if client == "atftp":
+                            r = run_atftp(server, scenario, root, work, shm)
+                        else:
+                            r = run_once(server, scenario, root, work, load_bin)
+                        extra = (f", {r['client_warnings']} atftp warnings {r['failure_kinds']}"
+                                 if client == "atftp" else "")
+                        print(f"{scenario} {client} {server} run {i + 1}: {r['mib_s']:.0f} MiB/s, "
+                              f"{r['cpu_s_per_gib']:.2f} CPU-s/GiB, p99 {r['p99_ms']:.0f} ms, ok {r['ok']:.0f} "
+                              f"failed {r['failed']:.0f}, load {r['load_cpu_s']:.2f} CPU-s{extra}", file=sys.stderr)
+                        runs.append(r)
+                    results[scenario][client][server] = median_of(runs)
+            if not results[scenario]:
+                del results[scenario]
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
     dhcp_servers = [s for s in servers if s in DHCP_SERVERS]
     if dhcp and set(servers) - set(DHCP_SERVERS):
         print(f"bench.py: D scenarios skip {','.join(sorted(set(servers) - set(DHCP_SERVERS)))} (no proxyDHCP)",
@@ -897,7 +1107,9 @@ def main() -> int:
                 runs.append(r)
             results[scenario][server] = median_of(runs)
     if tftp:
-        print_table({s: results[s] for s in tftp}, servers)
+        print_table({s: results[s] for s in tftp if s in results}, servers)
+        for note in skipped:
+            print(f"\n{note}.")
     if [s for s in http if s != "HR"]:
         print_http_table({s: results[s] for s in http if s != "HR"})
     if "HR" in results:
@@ -911,19 +1123,24 @@ def main() -> int:
 
 
 def print_table(results: dict, servers: list[str]) -> None:
-    print("| scenario | server | MiB/s | transfers/s | CPU-s/GiB | p99 ms | peak RSS MiB (private) | failed | vs best peer (MiB/s, CPU) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for scenario, by_server in results.items():
-        peers = {s: r for s, r in by_server.items() if s not in ("rackboot", "floor")}
-        best_tp = max((r["mib_s"] for r in peers.values()), default=0)
-        best_cpu = min((r["cpu_s_per_gib"] for r in peers.values() if r["ok"] > 0), default=0)
-        for server in by_server:
-            r = by_server[server]
-            ratio = ""
-            if server == "rackboot" and best_tp > 0:
-                ratio = f"{r['mib_s'] / best_tp:.2f}x, {r['cpu_s_per_gib'] / best_cpu:.2f}x" if best_cpu else ""
-            print(f"| {scenario} | {server} | {r['mib_s']:.0f} | {r['transfers_s']:.0f} | {r['cpu_s_per_gib']:.2f} | "
-                  f"{r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['failed']:.0f} | {ratio} |")
+    """results[scenario][client][server]; the best peer is the best under
+    the same client."""
+    print("| scenario | client | server | MiB/s | transfers/s | CPU-s/GiB | p99 ms | peak RSS MiB (private) | "
+          "load CPU-s | failed | vs best peer (MiB/s, CPU) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for scenario, by_client in results.items():
+        for client, by_server in by_client.items():
+            peers = {s: r for s, r in by_server.items() if s not in ("rackboot", "floor")}
+            best_tp = max((r["mib_s"] for r in peers.values()), default=0)
+            best_cpu = min((r["cpu_s_per_gib"] for r in peers.values() if r["ok"] > 0), default=0)
+            for server in by_server:
+                r = by_server[server]
+                ratio = ""
+                if server == "rackboot" and best_tp > 0:
+                    ratio = f"{r['mib_s'] / best_tp:.2f}x, {r['cpu_s_per_gib'] / best_cpu:.2f}x" if best_cpu else ""
+                print(f"| {scenario} | {client} | {server} | {r['mib_s']:.0f} | {r['transfers_s']:.0f} | "
+                      f"{r['cpu_s_per_gib']:.2f} | {r['p99_ms']:.0f} | {r['peak_rss_mib']:.1f} "
+                      f"({r['peak_anon_mib']:.1f}) | {r['load_cpu_s']:.2f} | {r['failed']:.0f} | {ratio} |")
 
 
 

@@ -798,6 +798,8 @@ impl ShardCore {
                     ms = elapsed.as_millis() as u64,
                     mib_s = format_args!("{:.1}", bytes as f64 / secs / (1 << 20) as f64),
                     resent = machine.stats.blocks_resent,
+                    timeouts = machine.stats.timeouts,
+                    paced = machine.stats.paced,
                     outcome = ?outcome,
                     "read"
                 );
