@@ -13,8 +13,10 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use super::lease::{SendGate, Watcher};
+use super::linger::Lingering;
 use super::remap::{Client, Naming};
 use super::resolve::{ResolveError, Root};
 use crate::published::Published;
@@ -160,6 +162,8 @@ pub struct FileCache {
     /// Netascii conversions, one per file version (the version converted
     /// is the identity stored beside it), shared by concurrent reads.
     netascii: Mutex<HashMap<(u64, u64), Converted>>,
+    /// Mapped files kept a while after their last transfer (see `linger`).
+    lingering: Mutex<Lingering>,
 }
 
 /// A netascii conversion and the version of the file it was made from.
@@ -178,6 +182,7 @@ impl FileCache {
             shards,
             entries: Mutex::new(HashMap::new()),
             netascii: Mutex::new(HashMap::new()),
+            lingering: Mutex::new(Lingering::default()),
         }
     }
 
@@ -300,19 +305,42 @@ impl FileCache {
         let identity = Identity::of(&file).map_err(|_| ResolveError::NotFound)?;
         let key = (identity.dev, identity.ino);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade)
-            && existing.identity == identity
-            && !existing.gate.is_revoked()
-        {
-            return Ok(existing);
+        let served = match entries.get(&key).and_then(Weak::upgrade) {
+            Some(existing) if existing.identity == identity && !existing.gate.is_revoked() => {
+                existing
+            }
+            _ => {
+                let served = Arc::new(self.load(file, name, identity)?);
+                prefault(&served);
+                if entries.len() > 1024 {
+                    entries.retain(|_, w| w.strong_count() > 0);
+                }
+                entries.insert(key, Arc::downgrade(&served));
+                served
+            }
+        };
+        drop(entries);
+        if served.is_mapped() {
+            let evicted = self.lingering().touch(&served, Instant::now());
+            drop(evicted); // unmapped here, outside the lock
         }
-        let served = Arc::new(self.load(file, name, identity)?);
-        prefault(&served);
-        if entries.len() > 1024 {
-            entries.retain(|_, w| w.strong_count() > 0);
-        }
-        entries.insert(key, Arc::downgrade(&served));
         Ok(served)
+    }
+
+    /// Lets go of mapped files unused for `linger::LINGER` (or revoked);
+    /// the shards call it about once a second.
+    pub fn expire_lingering(&self, now: Instant) {
+        let gone = self.lingering().expire(now);
+        drop(gone); // unmapped here, outside the lock
+    }
+
+    /// How many mapped files are kept beyond their transfers.
+    pub fn lingering_files(&self) -> usize {
+        self.lingering().len()
+    }
+
+    fn lingering(&self) -> std::sync::MutexGuard<'_, Lingering> {
+        self.lingering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Opens a requested file for a netascii read: its current version,
@@ -517,6 +545,43 @@ mod tests {
             cache.open_netascii(b"big").err(),
             Some(ResolveError::TooLargeForNetascii)
         );
+    }
+
+    #[test]
+    fn mapping_outlives_its_transfers_until_it_lingered() {
+        use crate::files::linger::LINGER;
+        let (dir, cache) = cache_with("kernel", b"kernel bytes");
+        let first = cache.open(b"kernel").unwrap();
+        let weak = Arc::downgrade(&first);
+        drop(first); // the transfer ended
+        let again = cache.open(b"kernel").unwrap();
+        assert!(
+            Arc::ptr_eq(&again, &weak.upgrade().unwrap()),
+            "the next transfer finds the same mapping: nothing mapped or faulted again"
+        );
+        // Unused for less than LINGER, or still in a transfer: kept.
+        let now = Instant::now();
+        cache.expire_lingering(now + LINGER * 2);
+        assert_eq!(cache.lingering_files(), 1, "in a transfer: kept");
+        drop(again);
+        cache.expire_lingering(now + LINGER * 2 + LINGER / 2);
+        assert_eq!(cache.lingering_files(), 1, "used half a LINGER ago: kept");
+        cache.expire_lingering(now + LINGER * 4);
+        assert_eq!(cache.lingering_files(), 0);
+        assert!(weak.upgrade().is_none(), "unmapped once it lingered");
+        // A writer's revocation lets go at the next expiry, however recent.
+        let held = cache.open(b"kernel").unwrap();
+        let weak = Arc::downgrade(&held);
+        drop(held);
+        std::fs::write(dir.path().join("kernel"), b"rewritten").unwrap();
+        let start = Instant::now();
+        while !weak.upgrade().is_some_and(|f| f.gate().is_revoked()) {
+            assert!(start.elapsed() < Duration::from_secs(5), "lease break never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cache.expire_lingering(Instant::now());
+        assert!(weak.upgrade().is_none(), "a revoked file is not kept");
+        assert_eq!(cache.open(b"kernel").unwrap().slice(0, 100), b"rewritten");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod lease;
+pub mod linger;
 pub mod remap;
 pub mod resolve;
 

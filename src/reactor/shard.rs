@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -29,6 +29,8 @@ mod upload;
 
 /// Uploads use blocks no larger than a receive buffer holds.
 pub const UPLOAD_MAX_BLKSIZE: u16 = 1468;
+/// How often shard 0 lets go of files no transfer used for a while.
+const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 /// Largest OACK or ERROR we build.
 const SMALL_PACKET: usize = 256;
 
@@ -188,6 +190,8 @@ pub struct ShardCore {
     interfaces: crate::net::View,
     scratch: [u8; SMALL_PACKET],
     upload_seq: u64,
+    /// When shard 0 next lets go of files unused for a while.
+    next_expiry: Instant,
     /// This shard's metric cells (it is their only writer).
     pub metrics: Arc<CachePadded<ShardMetrics>>,
 }
@@ -215,6 +219,7 @@ impl ShardCore {
             ports,
             scratch: [0; SMALL_PACKET],
             upload_seq: 0,
+            next_expiry: Instant::now(),
         }
     }
 
@@ -396,6 +401,10 @@ impl ShardCore {
 
     /// Handles every timer due at `now`.
     pub fn on_timers(&mut self, io: &mut impl Backend, now: Instant) {
+        if self.index == 0 && now >= self.next_expiry {
+            self.next_expiry = now + EXPIRY_EVERY;
+            self.shared.cache.expire_lingering(now);
+        }
         while let Some(&Reverse((at, key))) = self.timers.peek() {
             if at > now {
                 break;
