@@ -11,8 +11,9 @@ work is the kernel's own cost for the traffic: a yardstick, never counted
 as a peer.
 
 TFTP (S1..S5, B32, B64): servers on 127.0.0.1:69, rackboot-load as the
-clients. The floor is tools/tftp-floor.rs, a lock-step responder (S1, S2
-only: no windows, no retransmission). B32 and B64 measure bulk efficiency:
+clients. The floor is tools/tftp-floor.rs, a bare responder (recvmmsg,
+sendmmsg, lock-step or one window per ACK, no retransmission) for S1, S2,
+B32 and B64. B32 and B64 measure bulk efficiency:
 2 x 256 MiB, one at a time, windowsize 64, at blksize 32768 and 65464.
 
 `--client atftp` drives the same scenarios with a second, independent
@@ -199,7 +200,7 @@ end
 """
 
 # tftp-floor knows lock-step with blksize only, and 16-bit block numbers.
-FLOOR_SCENARIOS = ("S1", "S2")
+FLOOR_SCENARIOS = ("S1", "S2", "B32", "B64")
 
 # DHCP scenarios, run between two network namespaces joined by a veth pair.
 DHCP_SCENARIOS = {
