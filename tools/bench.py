@@ -16,10 +16,23 @@ sendmmsg, lock-step or one window per ACK, no retransmission) for S1, S2,
 B32 and B64. B32 and B64 measure bulk efficiency:
 2 x 256 MiB, one at a time, windowsize 64, at blksize 32768 and 65464.
 
-`--client atftp` drives the same scenarios with a second, independent
-client, the atftp command-line client (0.8: blksize and windowsize
-options): one `taskset -c 1 atftp --get -r FILE -l OUT --option "blksize
-N" [--option "windowsize W"] 127.0.0.1 69` per transfer, as many at once
+`--client` picks the TFTP clients, a comma-separated list of
+rackboot-load, tftp-get and atftp (`all`: the three; `both`:
+rackboot-load,tftp-get). tftp-get (tools/tftp-get.rs) is a second client
+written apart from rackboot and rackboot-load (no code shared): `taskset
+-c 1 tftp-get --server 127.0.0.1:69 --file F --verify ROOT/F --count N
+--concurrency C [--blksize B] [--windowsize W]`, one thread per
+concurrent transfer, each block checked against the served file as it
+arrives; an RFC 7440 receiver (ACK every window and the last block,
+re-ACK once on a gap, re-ACK after 200 ms without data) on the kernel's
+default receive buffer unless --client-rcvbuf BYTES (its SO_RCVBUF). Its
+warnings are its receive timeouts plus its out-of-order datagrams.
+
+`--client atftp` drives the same scenarios with a third client, the
+atftp command-line client (0.8: blksize and windowsize options; about
+250 MiB/s at most, too slow to measure B32 and B64): one `taskset -c 1
+atftp --get -r FILE -l OUT --option "blksize N" [--option "windowsize
+W"] 127.0.0.1 69` per transfer, as many at once
 as the scenario's concurrency (a thread pool of launchers, itself pinned
 to CPU 1), OUT on a tmpfs (/dev/shm/rackboot-bench-PID). Every transfer is
 bounded (120 s, and 240 s for the whole scenario); after the last one, and
@@ -29,9 +42,10 @@ transfer. MiB/s and transfers/s count verified transfers over the wall
 time of the whole scenario; p99 is per transfer (launch to exit, process
 start included); the load's CPU is its children's (getrusage
 RUSAGE_CHILDREN). S5 (pxelinux boot plans) is rackboot-load's only and
-skipped under atftp. `--client both` runs every TFTP scenario under each
-client: the rows and the JSON (results[scenario][client][server]) are
-keyed by client, and the ratio to the best peer compares within a client.
+skipped under tftp-get and atftp. With several clients every TFTP
+scenario runs under each: the rows and the JSON
+(results[scenario][client][server]) are keyed by client, and the ratio
+to the best peer compares within a client.
 
 DHCP (D1, D2): the script makes two network namespaces joined by a veth
 pair, the server's (10.254.0.1/24) and the clients' (10.254.0.2/24), named
@@ -85,6 +99,7 @@ namespace, the load's CPU that of the requests into the server's socket.
     sudo python3 tools/bench.py                 # all scenarios, 3 runs
     sudo python3 tools/bench.py --scenarios S1,S3 --runs 1 --servers rackboot,dnsmasq
     sudo python3 tools/bench.py --scenarios B64,S1 --runs 1 --servers rackboot,atftpd --client both
+    sudo python3 tools/bench.py --scenarios B64 --runs 1 --servers rackboot,atftpd --client tftp-get --client-rcvbuf 8388608
     sudo python3 tools/bench.py --scenarios D1,D2 --runs 1 --servers rackboot,dnsmasq,floor
     sudo python3 tools/bench.py --scenarios H1,H2,H1w,H2w,S6 --servers rackboot,nginx,dnsmasq
 
@@ -140,9 +155,11 @@ SCENARIOS = {
             ["--scenario", "file", "--file", "f256m", "--clients", "2", "--concurrency", "1", "--blksize", "65464",
              "--windowsize", "64"]),
 }
-# The TFTP clients (--client): rackboot-load, or the atftp command-line
-# client, one process per transfer (`file` scenarios only).
-CLIENTS = ("rackboot-load", "atftp")
+# The TFTP clients (--client): rackboot-load; tools/tftp-get.rs, a second
+# client independent of it and of rackboot; the atftp command-line client,
+# one process per transfer (tftp-get and atftp: `file` scenarios only).
+CLIENTS = ("rackboot-load", "tftp-get", "atftp")
+CLIENT_ALIASES = {"all": CLIENTS, "both": ("rackboot-load", "tftp-get")}
 ATFTP_TIMEOUT = 120.0  # seconds, per transfer
 ATFTP_SCENARIO_LIMIT = 240.0  # seconds, per scenario (rackboot-load's --duration-limit)
 # What a pxelinux boot plan (S5, S6) fetches.
@@ -483,9 +500,59 @@ def scenario_arg(scenario: str, flag: str, default: str | None = None) -> str | 
     return a[a.index(flag) + 1] if flag in a else default
 
 
-def atftp_supports(scenario: str) -> bool:
-    """atftp fetches files: the `file` scenarios, not the boot plans (S5)."""
+def fetches_files(scenario: str) -> bool:
+    """tftp-get and atftp fetch files: the `file` scenarios, not the boot
+    plans (S5)."""
     return scenario_arg(scenario, "--scenario") == "file"
+
+
+def run_tftp_get(server: str, scenario: str, root: Path, work: Path, bin: Path,
+                 rcvbuf: int | None = None) -> dict:
+    """One `file` scenario driven by tftp-get, pinned to CPU 1: the
+    scenario's count, concurrency, blksize and windowsize; every block
+    verified against the served file; `rcvbuf` its SO_RCVBUF (None: the
+    kernel's default). The server's CPU and memory from its cgroups."""
+    file = scenario_arg(scenario, "--file")
+    label = f"{server}-{scenario}-tftp-get"
+    out = work / f"{label}.json"
+    out.unlink(missing_ok=True)
+    load = ["taskset", "-c", "1", str(bin), "--server", f"{HOST}:{PORT}", "--file", file, "--verify",
+            str(root / file), "--count", scenario_arg(scenario, "--clients"), "--concurrency",
+            scenario_arg(scenario, "--concurrency"), "--duration-limit", str(int(ATFTP_SCENARIO_LIMIT)),
+            "--json", str(out)]
+    for name in ("blksize", "windowsize"):
+        value = scenario_arg(scenario, f"--{name}")
+        if value is not None:
+            load += [f"--{name}", value]
+    if rcvbuf is not None:
+        load += ["--rcvbuf", str(rcvbuf)]
+    cmd = server_command(server, root, work)
+    with ServerProcess(label, cmd, work / f"{label}.log") as srv:
+        wait_ready()
+        cpu0 = srv.cpu_seconds()
+        srv.reset_peak()
+        done = subprocess.run(load, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+        cpu = srv.cpu_seconds() - cpu0
+        peak = dict(srv.peak)
+        if not out.exists():
+            raise RuntimeError(f"tftp-get exited {done.returncode}:\n{done.stderr[-2000:]}")
+        result = json.loads(out.read_text())
+    gib = max(result["bytes"], 1) / GIB
+    return {
+        "ok": result["ok"],
+        "failed": result["failed"],
+        "mib_s": result["mib_per_s"],
+        "transfers_s": result["transfers_per_s"],
+        "p99_ms": result["p99_ms"],
+        "unanswered": None,  # not measured: a transfer retries until it fails
+        "cpu_s_per_gib": cpu / gib,
+        "peak_rss_mib": peak["rss"] / MIB,
+        "peak_anon_mib": peak["anon"] / MIB,
+        "load_cpu_s": result["client_cpu_seconds"],
+        "wall_s": result["wall_s"],
+        "client_warnings": result["timeouts"] + result["out_of_order"],
+        "failure_kinds": ", ".join(f"{n} x {kind}" for kind, n in sorted(result["failure_kinds"].items())),
+    }
 
 
 def same_bytes(a: Path, b: Path) -> bool:
@@ -969,8 +1036,11 @@ def main() -> int:
     ap.add_argument("--dhcp-clients", type=int, default=10000, help="D2: clients")
     ap.add_argument("--dhcp-concurrency", type=int, default=1000, help="D2: clients at once")
     ap.add_argument("--http-seconds", type=float, default=5.0, help="H1w, H2w: seconds of wrk per run")
-    ap.add_argument("--client", choices=[*CLIENTS, "both"], default="rackboot-load",
-                    help="TFTP scenarios: the load, rackboot-load, the atftp client, or each in turn")
+    ap.add_argument("--client", default="rackboot-load",
+                    help="TFTP scenarios: the clients, each in turn, a comma-separated list of "
+                         f"{','.join(CLIENTS)}; all: the three; both: rackboot-load,tftp-get")
+    ap.add_argument("--client-rcvbuf", type=int, metavar="BYTES",
+                    help="tftp-get's SO_RCVBUF (--rcvbuf); default: the kernel's (net.core.rmem_default)")
     ap.add_argument("--no-build", action="store_true",
                     help="take rackboot's binaries in target/release as they are (no cargo build)")
     args = ap.parse_args()
@@ -992,7 +1062,13 @@ def main() -> int:
     work = Path(args.work)
     root = work / "root"
     root.mkdir(parents=True, exist_ok=True)
-    clients = list(CLIENTS) if args.client == "both" else [args.client]
+    clients = []
+    for c in args.client.split(","):
+        for name in CLIENT_ALIASES.get(c, (c,)):
+            if name not in CLIENTS:
+                sys.exit(f"bench.py: unknown client {name}; choose from {','.join(CLIENTS)}, all, both")
+            if name not in clients:
+                clients.append(name)
     needed = set()
     for s in tftp:
         needed |= {scenario_arg(s, "--file")} if scenario_arg(s, "--file") else PXELINUX_FILES
@@ -1004,6 +1080,7 @@ def main() -> int:
     make_root(root, needed)
     warm_page_cache(root, needed)
     bins = ["rackboot", "rackboot-load"] + (["tftp-floor"] if tftp else []) + (["dhcp-floor"] if dhcp else [])
+    bins += ["tftp-get"] if tftp and "tftp-get" in clients else []
     if args.no_build:
         missing = [b for b in bins if not (REPO / "target/release" / b).exists()]
         if missing:
@@ -1012,6 +1089,7 @@ def main() -> int:
         subprocess.run(["cargo", "build", "--release", *(a for b in bins for a in ("--bin", b))], cwd=REPO,
                        check=True)
     load_bin = REPO / "target/release/rackboot-load"
+    tftp_get_bin = REPO / "target/release/tftp-get"
     for s in servers:
         if not s.startswith("rackboot") and s not in ("atftpd", "floor", "nginx") and not shutil.which(server_command(s, root, work)[0]):
             sys.exit(f"bench.py: {s} not installed (apt-get install dnsmasq tftpd-hpa)")
@@ -1029,8 +1107,8 @@ def main() -> int:
         for scenario in tftp:
             results[scenario] = {}
             for client in clients:
-                if client == "atftp" and not atftp_supports(scenario):
-                    note = f"{scenario} skipped under atftp: a pxelinux boot plan, rackboot-load's only"
+                if client != "rackboot-load" and not fetches_files(scenario):
+                    note = f"{scenario} skipped under {client}: a pxelinux boot plan, rackboot-load's only"
                     print(f"bench.py: {note}", file=sys.stderr)
                     skipped.append(note)
                     continue
@@ -1042,10 +1120,12 @@ def main() -> int:
                     for i in range(args.runs):
                         if client == "atftp":
                             r = run_atftp(server, scenario, root, work, shm)
+                        elif client == "tftp-get":
+                            r = run_tftp_get(server, scenario, root, work, tftp_get_bin, args.client_rcvbuf)
                         else:
                             r = run_once(server, scenario, root, work, load_bin)
-                        extra = (f", {r['client_warnings']} atftp warnings {r['failure_kinds']}"
-                                 if client == "atftp" else "")
+                        extra = (f", {r['client_warnings']} {client} warnings {r['failure_kinds']}"
+                                 if client != "rackboot-load" else "")
                         print(f"{scenario} {client} {server} run {i + 1}: {r['mib_s']:.0f} MiB/s, "
                               f"{r['cpu_s_per_gib']:.2f} CPU-s/GiB, p99 {r['p99_ms']:.0f} ms, ok {r['ok']:.0f} "
                               f"failed {r['failed']:.0f}, load {r['load_cpu_s']:.2f} CPU-s{extra}", file=sys.stderr)
