@@ -160,7 +160,12 @@ fn main() -> io::Result<()> {
                         offset,
                         len,
                     } => {
-                        heads[replies][..4].copy_from_slice(&[0, 3, (block >> 8) as u8, block as u8]);
+                        heads[replies][..4].copy_from_slice(&[
+                            0,
+                            3,
+                            (block >> 8) as u8,
+                            block as u8,
+                        ]);
                         (4, &files[file][offset..offset + len])
                     }
                 };
@@ -189,9 +194,8 @@ fn send_all(fd: i32, msgs: &mut [libc::mmsghdr]) {
     let mut sent = 0;
     while sent < msgs.len() {
         // SAFETY: every header points into live buffers and mappings.
-        let m = unsafe {
-            libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (msgs.len() - sent) as u32, 0)
-        };
+        let m =
+            unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (msgs.len() - sent) as u32, 0) };
         if m <= 0 {
             break;
         }
