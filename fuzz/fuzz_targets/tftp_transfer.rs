@@ -77,8 +77,10 @@ fuzz_target!(|input: Input| {
             return;
         }
     }
-    // With no more input the transfer must give up in bounded time.
-    for _ in 0..1000 {
+    // With no more input the transfer must give up in bounded time. A paced
+    // transfer wakes once per burst (down to one block per burst), so a
+    // window of 255 blocks takes up to 256 steps per retransmission.
+    for _ in 0..100_000 {
         let Some(deadline) = t.poll_timeout() else {
             break;
         };
