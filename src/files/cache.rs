@@ -576,7 +576,10 @@ mod tests {
         std::fs::write(dir.path().join("kernel"), b"rewritten").unwrap();
         let start = Instant::now();
         while !weak.upgrade().is_some_and(|f| f.gate().is_revoked()) {
-            assert!(start.elapsed() < Duration::from_secs(5), "lease break never arrived");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "lease break never arrived"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         cache.expire_lingering(Instant::now());

@@ -18,10 +18,11 @@
 //! last block before the gap and waits, so every window would cost a
 //! restart and most of it sent again. The first such gap turns on pacing
 //! (`Pace`): the window goes out in bursts of what the client absorbed,
-//! spaced by the time it took to absorb them. Each window that then arrives
-//! whole shortens the spacing and grows the burst, each further gap
-//! lengthens it; a burst grown back to the whole window ends pacing.
-//! Clients that take whole windows never see any of it.
+//! spaced by the time it took to absorb them. Each further gap or timeout
+//! slows it down (a block fewer per burst, down to one, then wider
+//! spacing); each window that arrives whole shortens the spacing, and
+//! spacing shortened to its floor ends pacing. Clients that take whole
+//! windows never see any of it.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,19 @@ struct Pace {
     burst_end: u64,
     /// When the next burst may start.
     resume_at: Instant,
+}
+
+impl Pace {
+    /// The client fell behind again: one block fewer per burst (and no
+    /// more than `at_most`) while there is more than one, else wider
+    /// spacing.
+    fn slow_down(&mut self, at_most: u64) {
+        if self.burst > 1 {
+            self.burst = (self.burst - 1).min(at_most).max(1);
+        } else {
+            self.gap = (self.gap * 3 / 2).min(MAX_PACE_GAP);
+        }
+    }
 }
 
 /// What to send next.
@@ -312,7 +326,7 @@ impl ReadTransfer {
                 .sample(now.saturating_duration_since(self.flight_start));
         }
         self.rtt.on_progress();
-        let absorbed = block + 1 - self.una;
+        let flight_first = self.una;
         let whole_window = block >= self.window_end();
         self.una = block + 1;
         self.last_progress = now;
@@ -336,7 +350,8 @@ impl ReadTransfer {
             self.recover = Some(sent_high);
             self.restarted_at = now;
             self.next = self.una;
-            let flight = (sent_high + 1 - (block + 1 - absorbed)) * self.blksize;
+            let absorbed = block + 1 - flight_first;
+            let flight = (sent_high + 1 - flight_first) * self.blksize;
             self.pace_after_gap(absorbed, flight, now);
         } else {
             self.next = self.next.max(self.una);
@@ -367,13 +382,8 @@ impl ReadTransfer {
     fn pace_after_gap(&mut self, absorbed: u64, flight: u64, now: Instant) {
         match &mut self.pace {
             Some(pace) => {
-                // Too many at once or too fast: one block fewer per burst
-                // while there is more than one, else wider spacing.
-                if pace.burst > 1 {
-                    pace.burst = (pace.burst - 1).min(absorbed).max(1);
-                } else {
-                    pace.gap = (pace.gap * 3 / 2).min(MAX_PACE_GAP);
-                }
+                // Too many at once or too fast.
+                pace.slow_down(absorbed);
                 pace.burst_end = self.next;
                 pace.resume_at = now + pace.gap;
             }
@@ -437,11 +447,7 @@ impl ReadTransfer {
         self.rtt.back_off();
         if let Some(pace) = &mut self.pace {
             // The end of a burst was lost unseen.
-            if pace.burst > 1 {
-                pace.burst -= 1;
-            } else {
-                pace.gap = (pace.gap * 3 / 2).min(MAX_PACE_GAP);
-            }
+            pace.slow_down(u64::MAX);
             pace.burst_end = self.una;
             pace.resume_at = now;
         }
